@@ -69,7 +69,9 @@ def choose(problem: Problem, backend: str | None = None) -> Backend:
             return table[name]
         error = UnsupportedFeatureError if isinstance(reason, Unsupported) else BackendUnavailableError
         raise error(reason)
-    for candidate in table.values():
+    # On a CPU auto never picks the Triton interpreter: it exists to prove the kernel, not to run it.
+    candidates = [table["chunked"]] if problem.device.type == "cpu" else table.values()
+    for candidate in candidates:
         reason = refusal(candidate, problem)
         if reason is None:
             return candidate
