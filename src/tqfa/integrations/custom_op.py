@@ -1,0 +1,142 @@
+"""`tqfa.attention` as the torch.library custom op `tqfa::attention`.
+
+Dynamo must not trace into tqfa.attention: the backend probe, TQFA_BACKEND, the Triton launch and
+the chunked backend's Python loop are run-time decisions. As a custom op the call is one opaque
+node: torch.compile(fullgraph=True) keeps it without a graph break, torch.export records
+`tqfa.attention.default` in the graph, and the backend is still chosen inside the op each time it
+runs. The fake implementation validates through the same `build_problem` as eager calls, so a
+malformed call fails at trace time with the eager message, and it allocates outputs with the
+layout the real implementation guarantees (both outputs contiguous).
+
+Backward is by recomputation: `tqfa::attention_backward` reruns the forward on the differentiable
+chunked backend under torch.func.vjp. It is an op of its own so that compiled and exported
+backward graphs also hold one opaque node. (torch.autograd.grad cannot be used inside an op's
+implementation: ops run below the autograd dispatch keys, so nothing would be recorded; functorch
+transforms carry their own autograd.) The forward may run on Triton while the gradients come from
+the chunked math: both compute the same function.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import api
+from ..problem import build_problem
+
+
+@torch.library.custom_op("tqfa::attention", mutates_args=())
+def _attention_op(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Optional[Tensor],
+    is_causal: bool,
+    scale: Optional[float],
+    causal_alignment: str,
+    backend: Optional[str],
+) -> tuple[Tensor, Tensor]:
+    # The LSE is always returned so that the op has one schema; every backend computes it anyway.
+    out, lse = api.attention(
+        q, k, v, attn_mask, is_causal, scale,
+        causal_alignment=causal_alignment, return_lse=True, backend=backend,
+    )
+    return out.contiguous(), lse.contiguous()
+
+
+@_attention_op.register_fake
+def _attention_fake(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend):
+    p = build_problem(q, k, v, attn_mask, is_causal, scale, causal_alignment=causal_alignment)
+    out = q.new_empty((p.batch, p.q_heads, p.q_len, p.v_head_dim))
+    # Every backend's LSE is float32, except for float64 inputs (float32 cannot hold their minima).
+    lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    lse = q.new_empty((p.batch, p.q_heads, p.q_len), dtype=lse_dtype)
+    return out, lse
+
+
+@torch.library.custom_op("tqfa::attention_backward", mutates_args=())
+def _attention_backward_op(
+    grad_out: Tensor,
+    grad_lse: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Optional[Tensor],
+    is_causal: bool,
+    scale: Optional[float],
+    causal_alignment: str,
+    mask_grad: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(dq, dk, dv, dmask); dmask is an empty tensor unless mask_grad (a float mask needing grad)."""
+
+    def forward(q, k, v, *mask):
+        return api.attention(
+            q, k, v, mask[0] if mask_grad else attn_mask, is_causal, scale,
+            causal_alignment=causal_alignment, return_lse=True, backend="chunked",
+        )
+
+    primals = (q, k, v, attn_mask) if mask_grad else (q, k, v)
+    _, vjp = torch.func.vjp(forward, *primals)
+    grads = [g.contiguous() for g in vjp((grad_out, grad_lse))]
+    if not mask_grad:
+        grads.append(q.new_empty(0))
+    return tuple(grads)
+
+
+@_attention_backward_op.register_fake
+def _attention_backward_fake(grad_out, grad_lse, q, k, v, attn_mask, is_causal, scale,
+                             causal_alignment, mask_grad):
+    dmask = attn_mask.new_empty(attn_mask.shape) if mask_grad else q.new_empty(0)
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), dmask
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, attn_mask, is_causal, scale, causal_alignment, _backend = inputs
+    ctx.save_for_backward(q, k, v, attn_mask)
+    ctx.options = (is_causal, scale, causal_alignment)
+
+
+def _backward(ctx, grad_out, grad_lse):
+    q, k, v, attn_mask = ctx.saved_tensors
+    mask_grad = attn_mask is not None and attn_mask.is_floating_point() and ctx.needs_input_grad[3]
+    dq, dk, dv, dmask = _attention_backward_op(
+        grad_out, grad_lse, q, k, v, attn_mask, *ctx.options, mask_grad
+    )
+    return dq, dk, dv, (dmask if mask_grad else None), None, None, None, None
+
+
+_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Optional[Tensor] = None,
+    is_causal: bool = False,
+    scale: Optional[float] = None,
+    *,
+    causal_alignment: str = "top_left",
+    return_lse: bool = False,
+    backend: Optional[str] = None,
+):
+    """`tqfa.attention` through the op `tqfa::attention`: same arguments, same results.
+
+    Use it inside modules that are compiled or exported. Differences from tqfa.attention: attn_mask
+    must be a tensor or None (pass is_causal / causal_alignment instead of a CausalBias), scale a
+    float or None; the forward may run on Triton even when inputs require grad (backward recomputes
+    on the chunked backend).
+    """
+    if attn_mask is not None and not isinstance(attn_mask, Tensor):
+        raise TypeError(f"attn_mask must be a torch.Tensor or None, got {type(attn_mask).__name__}")
+    from torch.nn.attention.bias import CausalBias
+
+    if isinstance(attn_mask, CausalBias):
+        raise TypeError(
+            "tqfa's custom op takes no CausalBias; pass is_causal=True and causal_alignment="
+            "'top_left' (causal_upper_left) or 'bottom_right' (causal_lower_right) instead"
+        )
+    out, lse = _attention_op(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend)
+    return (out, lse) if return_lse else out
