@@ -1,0 +1,55 @@
+"""The chunked backend against torch SDPA on this CPU: speed ratio and peak extra memory.
+
+    python benchmarks/cpu_chunked.py            # prints a markdown table
+
+Peak extra memory is measured in a fresh subprocess per (provider, row): the rise of the
+process's peak resident set over what the inputs and a tiny warm-up already took.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import shapes  # noqa: E402
+from providers import PROVIDERS, make_inputs, median_seconds  # noqa: E402
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def _peak_mb(provider: str, row: int, dtype: str) -> float:
+    code = (
+        "import resource, sys, torch; sys.path.insert(0, %r); import shapes;"
+        "from providers import PROVIDERS, make_inputs;"
+        "s = shapes.CPU[%d]; q, k, v, m = make_inputs(s, getattr(torch, %r), 'cpu');"
+        "fn = PROVIDERS[%r](s, q, k, v, m);"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; fn();"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)"
+    ) % (os.path.dirname(os.path.abspath(__file__)), row, dtype, provider)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip())
+
+
+def main() -> None:
+    print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}\n")
+    print("| shape | dtype | SDPA ms | chunked ms | chunked / SDPA speed | SDPA peak MB | chunked peak MB |")
+    print("|---|---|---|---|---|---|---|")
+    for row, shape in enumerate(shapes.CPU):
+        for name, dtype in DTYPES.items():
+            q, k, v, mask = make_inputs(shape, dtype, "cpu")
+            with torch.no_grad():
+                sdpa = median_seconds(PROVIDERS["sdpa"](shape, q, k, v, mask), "cpu", repeats=5)
+                chunked = median_seconds(PROVIDERS["tqfa-chunked"](shape, q, k, v, mask), "cpu", repeats=5)
+            peaks = [_peak_mb(p, row, name) for p in ("sdpa", "tqfa-chunked")]
+            print(f"| {shape.id} | {name} | {sdpa * 1e3:.1f} | {chunked * 1e3:.1f} | {sdpa / chunked:.2f}x "
+                  f"| {peaks[0]:.0f} | {peaks[1]:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

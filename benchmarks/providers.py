@@ -1,0 +1,156 @@
+"""Shapes, inputs, providers and timing shared by every benchmark (CPU and GPU).
+
+A provider turns (shape, inputs) into a zero-argument callable that computes the attention, or
+raises Unavailable with the reason it cannot run that case. Work is written out once here:
+prefill FLOPs = 4 * B * Hq * Sq * Skv * D (half when causal), decode bytes = the K/V read once.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+import tqfa
+
+
+class Unavailable(Exception):
+    """This provider cannot run this case here; the message says why."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    batch: int
+    q_heads: int
+    kv_heads: int
+    q_len: int
+    kv_len: int
+    head_dim: int
+    causal: bool = False  # bottom-right aligned (the same as top-left when Sq == Skv)
+    padding: bool = False  # HF additive key padding [B, 1, 1, Skv], finfo(dtype).min on padded keys
+
+    @property
+    def id(self) -> str:
+        s = f"b{self.batch}-h{self.q_heads}:{self.kv_heads}-q{self.q_len}-k{self.kv_len}-d{self.head_dim}"
+        return s + ("-causal" if self.causal else "") + ("-padmask" if self.padding else "")
+
+    @property
+    def flops(self) -> float:
+        full = 4.0 * self.batch * self.q_heads * self.q_len * self.kv_len * self.head_dim
+        return full / 2 if self.causal and self.q_len == self.kv_len else full
+
+    def kv_bytes(self, dtype: torch.dtype) -> int:
+        element = torch.finfo(dtype).bits // 8
+        return 2 * self.batch * self.kv_heads * self.kv_len * self.head_dim * element
+
+
+def make_inputs(shape: Shape, dtype: torch.dtype, device, seed: int = 0):
+    """Fresh random q, k, v (never zeros) and the optional padding mask."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    b, d = shape.batch, shape.head_dim
+    q = torch.randn(b, shape.q_heads, shape.q_len, d, generator=gen, device=device, dtype=dtype)
+    k = torch.randn(b, shape.kv_heads, shape.kv_len, d, generator=gen, device=device, dtype=dtype)
+    v = torch.randn(b, shape.kv_heads, shape.kv_len, d, generator=gen, device=device, dtype=dtype)
+    mask = None
+    if shape.padding:
+        mask = torch.zeros(b, 1, 1, shape.kv_len, device=device, dtype=dtype)
+        for i in range(1, b):  # element i loses the last i/(2B) of its keys
+            mask[i, ..., shape.kv_len - shape.kv_len * i // (2 * b) :] = torch.finfo(dtype).min
+    return q, k, v, mask
+
+
+def _tqfa(backend: str):
+    def build(shape: Shape, q, k, v, mask):
+        kwargs = dict(attn_mask=mask, is_causal=shape.causal, causal_alignment="bottom_right")
+        reason = tqfa.available_backends(q, k, v, **kwargs)[backend]
+        if reason is not None:
+            raise Unavailable(reason)
+        return lambda: tqfa.attention(q, k, v, backend=backend, **kwargs)
+
+    return build
+
+
+def _sdpa_mask(shape: Shape, q, mask):
+    """SDPA's form of the case: bottom-right causal as a CausalBias or folded into the mask."""
+    if not shape.causal:
+        return mask, False
+    if mask is None:
+        if shape.q_len == shape.kv_len:
+            return None, True
+        from torch.nn.attention.bias import causal_lower_right
+
+        return causal_lower_right(shape.q_len, shape.kv_len), False
+    visible = torch.ones(shape.q_len, shape.kv_len, dtype=torch.bool, device=q.device)
+    visible = visible.tril(shape.kv_len - shape.q_len)
+    return mask.masked_fill(~visible, torch.finfo(mask.dtype).min), False
+
+
+def _sdpa(kernel_name: str | None):
+    def build(shape: Shape, q, k, v, mask):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        sdpa_mask, is_causal = _sdpa_mask(shape, q, mask)
+        if kernel_name is None:
+            return lambda: F.scaled_dot_product_attention(q, k, v, sdpa_mask, is_causal=is_causal, enable_gqa=True)
+        kernel = getattr(SDPBackend, kernel_name)
+
+        def run():
+            with sdpa_kernel(kernel):
+                return F.scaled_dot_product_attention(q, k, v, sdpa_mask, is_causal=is_causal, enable_gqa=True)
+
+        try:
+            run()
+        except RuntimeError as error:  # SDPA says "No available kernel" with its reasons
+            raise Unavailable(f"SDPA {kernel_name}: {str(error).splitlines()[0][:160]}") from None
+        return run
+
+    return build
+
+
+def _flex(shape: Shape, q, k, v, mask):
+    if q.device.type != "cuda":
+        raise Unavailable("FlexAttention is benchmarked on GPUs only")
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    offset = shape.kv_len - shape.q_len
+    keep = None if mask is None else mask[:, 0, 0] == 0  # [B, Skv]
+
+    def mask_mod(b, h, qi, kj):
+        visible = kj <= qi + offset if shape.causal else kj >= 0
+        return visible & keep[b, kj] if keep is not None else visible
+
+    block_mask = None
+    if shape.causal or keep is not None:
+        block_mask = create_block_mask(mask_mod, shape.batch if keep is not None else None, None,
+                                       shape.q_len, shape.kv_len, device=q.device)
+    compiled = torch.compile(flex_attention, dynamic=False)
+    return lambda: compiled(q, k, v, block_mask=block_mask, enable_gqa=True)
+
+
+PROVIDERS = {
+    "tqfa-triton": _tqfa("triton"),
+    "tqfa-chunked": _tqfa("chunked"),
+    "sdpa": _sdpa(None),
+    "sdpa-flash": _sdpa("FLASH_ATTENTION"),
+    "sdpa-cudnn": _sdpa("CUDNN_ATTENTION"),
+    "sdpa-efficient": _sdpa("EFFICIENT_ATTENTION"),
+    "flex-attention": _flex,
+}
+
+
+def median_seconds(fn, device, repeats: int = 10) -> float:
+    """Median time of `fn` after a warm-up call, synchronised on GPUs (events there)."""
+    fn()
+    if torch.device(device).type == "cuda":
+        from triton.testing import do_bench
+
+        return do_bench(fn, warmup=25, rep=100, return_mode="median") / 1e3
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
