@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cases import CASES, make_inputs
-from oracle import reference
 from torch.export import Dim
 
 import tqfa
+from cases import CASES, make_inputs
+from oracle import reference
 from tqfa.integrations import custom_op
 
 # Small cases of the shared list: GQA 2:1 and 7:1, bottom-right causal, [B, S, H, D] views, bool
@@ -26,29 +26,36 @@ BY_ID = {case.id: case for case in CASES}
 OPTIONS = {"top_left": True, "bottom_right": True, None: False}
 
 
-def op_args(case, dtype, requires_grad=False):
+def op_args(case, dtype, requires_grad=False, bshd_out=False):
     q, k, v, mask = make_inputs(case, dtype)
     if requires_grad:
         q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
         if mask is not None and mask.is_floating_point():
             mask = mask.detach().requires_grad_()
-    return (q, k, v, mask, OPTIONS[case.causal], None, case.causal or "top_left", None)
+    return (q, k, v, mask, OPTIONS[case.causal], None, case.causal or "top_left", None, bshd_out)
 
 
-@pytest.mark.parametrize(
-    "case_id,dtype",
-    [(case_id, torch.float32) for case_id in CASE_IDS] + [(CASE_IDS[3], torch.float64)],  # float64 LSE
-)
-def test_opcheck(case_id, dtype):
+OPCHECKS = [pytest.param(case_id, torch.float32, False, id=case_id) for case_id in CASE_IDS] + [
+    pytest.param(CASE_IDS[3], torch.float64, False, id="float64_lse"),
+    pytest.param(CASE_IDS[0], torch.float32, True, id="bshd_out"),
+    pytest.param("b2-h8:2-q113-k130-d64-causal_tl-bshd", torch.float32, True, id="bshd_in_bshd_out"),
+    pytest.param("b3-h8:2-q1-k1000-d128-causal_br-mask_keypad_bool", torch.float32, True,
+                 id="decode_bshd_out"),
+]
+
+
+@pytest.mark.parametrize("case_id,dtype,bshd_out", OPCHECKS)
+def test_opcheck(case_id, dtype, bshd_out):
     # Schema, fake tensors (shapes AND strides), autograd registration, AOT dispatch with dynamic shapes.
-    torch.library.opcheck(torch.ops.tqfa.attention.default, op_args(BY_ID[case_id], dtype, True))
+    args = op_args(BY_ID[case_id], dtype, requires_grad=True, bshd_out=bshd_out)
+    torch.library.opcheck(torch.ops.tqfa.attention.default, args)
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_forward_and_gradients_match_oracle(case_id):
     case = BY_ID[case_id]
     args = op_args(case, torch.float64, requires_grad=True)
-    q, k, v, mask, is_causal, _, alignment, _ = args
+    q, k, v, mask, is_causal, _, alignment, _, _ = args
     out, lse = custom_op.attention(q, k, v, mask, is_causal, causal_alignment=alignment, return_lse=True)
     ref_out, ref_lse = reference(q, k, v, mask, case.causal)
     torch.testing.assert_close(out, ref_out)
@@ -58,16 +65,16 @@ def test_forward_and_gradients_match_oracle(case_id):
     inputs = [t for t in (q, k, v, mask) if t is not None and t.requires_grad]
     weights = torch.randn_like(out), torch.randn_like(lse)
 
-    def loss(o, l):
-        finite = torch.isfinite(l)
-        return (o * weights[0]).sum() + (torch.where(finite, l, 0) * weights[1]).sum()
+    def loss(o, lse):
+        finite = torch.isfinite(lse)
+        return (o * weights[0]).sum() + (torch.where(finite, lse, 0) * weights[1]).sum()
 
     grads = torch.autograd.grad(loss(out, lse), inputs)
     ref_loss = loss(ref_out, ref_lse)
     # Without keys the oracle returns constants: every gradient is zero.
     expected = (torch.autograd.grad(ref_loss, inputs, allow_unused=True) if ref_loss.requires_grad
                 else [None] * len(inputs))
-    for got, want in zip(grads, expected):
+    for got, want in zip(grads, expected, strict=True):
         assert torch.isfinite(got).all()
         torch.testing.assert_close(got, torch.zeros_like(got) if want is None else want)
 
@@ -101,7 +108,8 @@ class Block(torch.nn.Module):
         hq, hkv, d = self.shape
         q = self.q(x).view(b, s, hq, d).transpose(1, 2)
         k, v = self.kv(x).view(b, s, 2, hkv, d).unbind(2)
-        out = custom_op.attention(q, k.transpose(1, 2), v.transpose(1, 2), mask, is_causal=True)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)
+        out = custom_op.attention(q, k, v, mask, is_causal=True, bshd_out=True)
         return self.o(out.transpose(1, 2).reshape(b, s, hq * d))
 
 
@@ -123,7 +131,7 @@ def test_compile_fullgraph_matches_eager():
     got = compiled(x, mask)
     grads = torch.autograd.grad(got.square().sum(), [x, *block.parameters()])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    for g, e in zip(grads, expected_grads):
+    for g, e in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
 
 
@@ -157,7 +165,7 @@ def test_same_results_as_tqfa_attention():
     case = BY_ID["b2-h4:2-q17-k113-d64-mask_hf_min_rows"]
     q, k, v, mask = make_inputs(case, torch.float32)
     expected = tqfa.attention(q, k, v, mask, return_lse=True)
-    for got, want in zip(custom_op.attention(q, k, v, mask, return_lse=True), expected):
+    for got, want in zip(custom_op.attention(q, k, v, mask, return_lse=True), expected, strict=True):
         assert torch.equal(got, want)
 
 

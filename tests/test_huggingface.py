@@ -120,7 +120,8 @@ def test_without_the_mask_function_padding_is_lost(model, monkeypatch):
 
 def test_sliding_window_reaches_tqfa():
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(CONFIGS["mistral-mqa-window5"](), attn_implementation="tqfa").eval()
+    config = CONFIGS["mistral-mqa-window5"]()
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="tqfa").eval()
     ids, mask = left_padded()
     windowed = logits(model, "tqfa", ids, mask)
     model.config.sliding_window = None

@@ -6,7 +6,7 @@ node: torch.compile(fullgraph=True) keeps it without a graph break, torch.export
 `tqfa.attention.default` in the graph, and the backend is still chosen inside the op each time it
 runs. The fake implementation validates through the same `build_problem` as eager calls, so a
 malformed call fails at trace time with the eager message, and it allocates outputs with the
-layout the real implementation guarantees (both outputs contiguous).
+layout the real implementation guarantees (see _new_out).
 
 Backward is by recomputation: `tqfa::attention_backward` reruns the forward on the differentiable
 chunked backend under torch.func.vjp. It is an op of its own so that compiled and exported
@@ -18,13 +18,38 @@ the chunked math: both compute the same function.
 
 from __future__ import annotations
 
+# typing.Optional, not `X | None`: torch.library infers the op schema from these annotations and
+# matches typing.Optional (as torch's own code does).
+# ruff: noqa: UP045
 from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.nn.attention.bias import CausalBias
 
 from .. import api
 from ..problem import build_problem
+
+
+def _new_out(q: Tensor, v_head_dim: int, bshd_out: bool) -> Tensor:
+    """An empty output [B, Hq, Sq, Dv] in the layout the op promises: contiguous, or with
+    bshd_out a view of [B, Sq, Hq, Dv] storage. The layout depends on shapes and the flag only,
+    never on q's strides: Inductor may hand the op inputs laid out otherwise than at trace time."""
+    b, h, s, _ = q.shape
+    if bshd_out:
+        return q.new_empty((b, s, h, v_head_dim)).transpose(1, 2)
+    return q.new_empty((b, h, s, v_head_dim))
+
+
+def _in_layout(out: Tensor, bshd_out: bool) -> Tensor:
+    """`out` itself when the backend already wrote it in the promised layout, else a copy."""
+    b, h, s, d = out.shape
+    want = (s * h * d, d, h * d, 1) if bshd_out else (h * s * d, s * d, d, 1)
+    strides = zip(out.shape, out.stride(), want, strict=True)
+    if all(size == 1 or got == wanted for size, got, wanted in strides):
+        # The strides of size-1 dims address nothing, but the compiler compares them too.
+        return out.as_strided(out.shape, want)
+    return _new_out(out, d, bshd_out).copy_(out)
 
 
 @torch.library.custom_op("tqfa::attention", mutates_args=())
@@ -37,23 +62,23 @@ def _attention_op(
     scale: Optional[float],
     causal_alignment: str,
     backend: Optional[str],
+    bshd_out: bool,
 ) -> tuple[Tensor, Tensor]:
     # The LSE is always returned so that the op has one schema; every backend computes it anyway.
     out, lse = api.attention(
         q, k, v, attn_mask, is_causal, scale,
         causal_alignment=causal_alignment, return_lse=True, backend=backend,
     )
-    return out.contiguous(), lse.contiguous()
+    return _in_layout(out, bshd_out), lse.contiguous()
 
 
 @_attention_op.register_fake
-def _attention_fake(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend):
+def _attention_fake(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend, bshd_out):
     p = build_problem(q, k, v, attn_mask, is_causal, scale, causal_alignment=causal_alignment)
-    out = q.new_empty((p.batch, p.q_heads, p.q_len, p.v_head_dim))
     # Every backend's LSE is float32, except for float64 inputs (float32 cannot hold their minima).
     lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     lse = q.new_empty((p.batch, p.q_heads, p.q_len), dtype=lse_dtype)
-    return out, lse
+    return _new_out(q, p.v_head_dim, bshd_out), lse
 
 
 @torch.library.custom_op("tqfa::attention_backward", mutates_args=())
@@ -93,7 +118,7 @@ def _attention_backward_fake(grad_out, grad_lse, q, k, v, attn_mask, is_causal, 
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, attn_mask, is_causal, scale, causal_alignment, _backend = inputs
+    q, k, v, attn_mask, is_causal, scale, causal_alignment, _backend, _bshd_out = inputs
     ctx.save_for_backward(q, k, v, attn_mask)
     ctx.options = (is_causal, scale, causal_alignment)
 
@@ -104,7 +129,7 @@ def _backward(ctx, grad_out, grad_lse):
     dq, dk, dv, dmask = _attention_backward_op(
         grad_out, grad_lse, q, k, v, attn_mask, *ctx.options, mask_grad
     )
-    return dq, dk, dv, (dmask if mask_grad else None), None, None, None, None
+    return dq, dk, dv, (dmask if mask_grad else None), None, None, None, None, None
 
 
 _attention_op.register_autograd(_backward, setup_context=_setup_context)
@@ -121,22 +146,23 @@ def attention(
     causal_alignment: str = "top_left",
     return_lse: bool = False,
     backend: Optional[str] = None,
+    bshd_out: bool = False,
 ):
     """`tqfa.attention` through the op `tqfa::attention`: same arguments, same results.
 
     Use it inside modules that are compiled or exported. Differences from tqfa.attention: attn_mask
     must be a tensor or None (pass is_causal / causal_alignment instead of a CausalBias), scale a
     float or None; the forward may run on Triton even when inputs require grad (backward recomputes
-    on the chunked backend).
+    on the chunked backend). The output is contiguous, or with bshd_out=True a [B, Hq, Sq, Dv] view
+    of [B, Sq, Hq, Dv] storage (`out.transpose(1, 2)` is then contiguous at no cost; the Triton
+    backend writes it without a copy when q is such a view too).
     """
     if attn_mask is not None and not isinstance(attn_mask, Tensor):
         raise TypeError(f"attn_mask must be a torch.Tensor or None, got {type(attn_mask).__name__}")
-    from torch.nn.attention.bias import CausalBias
-
     if isinstance(attn_mask, CausalBias):
         raise TypeError(
             "tqfa's custom op takes no CausalBias; pass is_causal=True and causal_alignment="
             "'top_left' (causal_upper_left) or 'bottom_right' (causal_lower_right) instead"
         )
-    out, lse = _attention_op(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend)
+    out, lse = _attention_op(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend, bshd_out)
     return (out, lse) if return_lse else out

@@ -122,5 +122,5 @@ def attention_forward(
     is_causal = q_length > 1 and attention_mask is None and is_causal
     if position_bias is not None:
         attention_mask = _with_position_bias(position_bias, attention_mask, key.dtype)
-    out = custom_op.attention(query, key, value, attention_mask, is_causal, scaling)
-    return out.transpose(1, 2).contiguous(), None
+    out = custom_op.attention(query, key, value, attention_mask, is_causal, scaling, bshd_out=True)
+    return out.transpose(1, 2), None  # contiguous [B, S, H, D]: the op wrote it so
