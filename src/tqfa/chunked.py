@@ -29,7 +29,7 @@ from .problem import Problem
 # Score elements per temporary block: 1M fp32 = 4 MB, near a CPU core's share of cache and big
 # enough that the matmuls, not the Python loop, dominate (measured in benchmarks/).
 _BLOCK_ELEMENTS = 1 << 20
-_MIN_CHUNK = 128
+_MIN_CHUNK = 512
 # Causal query blocks: smaller blocks skip more of the upper triangle, larger ones loop less.
 _CAUSAL_BLOCK_Q = 256
 
