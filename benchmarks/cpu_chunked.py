@@ -23,14 +23,15 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def _peak_mb(provider: str, row: int, dtype: str) -> float:
+    here = os.path.dirname(os.path.abspath(__file__))
     code = (
-        "import resource, sys, torch; sys.path.insert(0, %r); import shapes;"
+        f"import resource, sys, torch; sys.path.insert(0, {here!r}); import shapes;"
         "from providers import PROVIDERS, make_inputs;"
-        "s = shapes.CPU[%d]; q, k, v, m = make_inputs(s, getattr(torch, %r), 'cpu');"
-        "fn = PROVIDERS[%r](s, q, k, v, m);"
+        f"s = shapes.CPU[{row}]; q, k, v, m = make_inputs(s, getattr(torch, {dtype!r}), 'cpu');"
+        f"fn = PROVIDERS[{provider!r}](s, q, k, v, m);"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; fn();"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)"
-    ) % (os.path.dirname(os.path.abspath(__file__)), row, dtype, provider)
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout.strip())
 

@@ -94,12 +94,16 @@ def _sdpa(kernel_name: str | None):
 
         sdpa_mask, is_causal = _sdpa_mask(shape, q, mask)
         if kernel_name is None:
-            return lambda: F.scaled_dot_product_attention(q, k, v, sdpa_mask, is_causal=is_causal, enable_gqa=True)
+            return lambda: F.scaled_dot_product_attention(
+                q, k, v, sdpa_mask, is_causal=is_causal, enable_gqa=True
+            )
         kernel = getattr(SDPBackend, kernel_name)
 
         def run():
             with sdpa_kernel(kernel):
-                return F.scaled_dot_product_attention(q, k, v, sdpa_mask, is_causal=is_causal, enable_gqa=True)
+                return F.scaled_dot_product_attention(
+                    q, k, v, sdpa_mask, is_causal=is_causal, enable_gqa=True
+                )
 
         try:
             run()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 
 import pytest
-import shapes
 import torch
+
+import shapes
 from providers import PROVIDERS, Unavailable, make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

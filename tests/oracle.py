@@ -27,7 +27,8 @@ def reference(q, k, v, mask=None, causal=None, scale=None, matmul_dtype=torch.fl
     b, hq, sq, d = q.shape
     skv, dv = k.shape[2], v.shape[3]
     if skv == 0:
-        return torch.zeros(b, hq, sq, dv, dtype=torch.float64), torch.full((b, hq, sq), -math.inf, dtype=torch.float64)
+        no_keys = torch.full((b, hq, sq), -math.inf, dtype=torch.float64)
+        return torch.zeros(b, hq, sq, dv, dtype=torch.float64), no_keys
     soft = torch.float64 if matmul_dtype == torch.float64 else torch.float32
     group = hq // k.shape[1]
     scale = 1.0 / math.sqrt(d) if scale is None else scale

@@ -15,10 +15,10 @@ import zlib
 
 import pytest
 import torch
-from cases import CASES, Case, make_inputs
-from oracle import reference
 
 import tqfa
+from cases import CASES, Case, make_inputs
+from oracle import reference
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 # A few ulps of a value of magnitude ~1 in each dtype.
@@ -72,5 +72,6 @@ def test_agreement(backend: str, case: Case, dtype_name: str):
     assert out_err <= 2 * naive_out_err + floor, f"out error {out_err:.3g}, naive {naive_out_err:.3g}"
     # LSE is float32 (float64 for float64 inputs): its floor is its dtype's, scaled by its size.
     finite = ref_lse[torch.isfinite(ref_lse)]
-    lse_floor = (floor if dtype == torch.float64 else max(floor, 4e-6)) * (1 + (finite.abs().max().item() if finite.numel() else 0.0))
+    magnitude = finite.abs().max().item() if finite.numel() else 0.0
+    lse_floor = (floor if dtype == torch.float64 else max(floor, 4e-6)) * (1 + magnitude)
     assert lse_err <= 2 * naive_lse_err + lse_floor, f"lse error {lse_err:.3g}, naive {naive_lse_err:.3g}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cases import CASES, make_inputs
-from oracle import reference
 
 import tqfa
+from cases import CASES, make_inputs
+from oracle import reference
 from tqfa import chunked
 from tqfa.problem import build_problem
 

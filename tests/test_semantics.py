@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from oracle import reference
 from torch.nn.attention.bias import causal_lower_right, causal_upper_left
 
 import tqfa
+from oracle import reference
 
 
 def qkv(b=2, hq=6, hkv=3, sq=13, skv=29, d=24, dtype=torch.float64, requires_grad=False):
@@ -28,7 +28,8 @@ def test_matches_sdpa_in_float64(is_causal, mask_kind):
     }[mask_kind]
     if mask is not None and mask.dtype == torch.bool:
         mask[..., 0] = True  # SDPA returns NaN on rows with no visible key; tqfa returns 0
-    expected = F.scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal and mask is None, enable_gqa=True)
+    sdpa_causal = is_causal and mask is None
+    expected = F.scaled_dot_product_attention(q, k, v, mask, is_causal=sdpa_causal, enable_gqa=True)
     if is_causal and mask is not None:
         # SDPA refuses a mask together with is_causal: fold the causal rule into the mask.
         causal = torch.ones(13, 29, dtype=torch.bool).tril()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -18,7 +19,7 @@ class Unsupported(str):
     """
 
 
-Reason = Optional[str]
+Reason = Optional[str]  # noqa: UP045 (a runtime alias: keeps Python 3.9 syntax out)
 """None when the backend can run the problem, else why not (a str or an Unsupported)."""
 
 
@@ -28,7 +29,7 @@ class Backend:
     supports: Callable[[Problem], Reason]
     # Returns (out [B, Hq, Sq, Dv] in q's dtype, lse float32 [B, Hq, Sq] or None unless
     # problem.return_lse). Receives a validated Problem and never re-validates.
-    forward: Callable[[Problem], "tuple[torch.Tensor, torch.Tensor | None]"]
+    forward: Callable[[Problem], tuple[torch.Tensor, torch.Tensor | None]]
     # Whether forward is differentiable through autograd; dispatch refuses grad-requiring
     # calls for backends that are not.
     differentiable: bool

@@ -1,11 +1,11 @@
 """The chunked backend: online softmax over KV chunks in plain PyTorch, on any device.
 
 Invariant (the same as the Triton kernel's): after the KV chunks [0, c) of one query block,
-    m   = max_j s_ij                       (running max; -inf while nothing is visible)
-    l   = sum_j exp(s_ij - m)              (running denominator)
-    acc = sum_j exp(s_ij - m) v_j          (running, unnormalised output)
-so out = acc / l and lse = m + log(l). A row with no visible key keeps m = -inf and l = 0 and
-returns 0 with lse = -inf.
+    m     = max_j s_ij                     (running max; -inf while nothing is visible)
+    denom = sum_j exp(s_ij - m)            (running denominator)
+    acc   = sum_j exp(s_ij - m) v_j        (running, unnormalised output)
+so out = acc / denom and lse = m + log(denom). A row with no visible key keeps m = -inf and
+denom = 0, and returns 0 with lse = -inf.
 
 GQA: q is viewed as [B, Hkv, G*Sq, D] and multiplied with the un-repeated K/V of its kv head.
 Loop order: KV chunks outside, query blocks inside, so each chunk is read (and upcast) once.
@@ -81,7 +81,7 @@ class _Block:
     end: int
     q: torch.Tensor  # [B, Hkv, G*nq, D], scaled, compute dtype
     m: torch.Tensor  # [B, Hkv, G, nq]
-    l: torch.Tensor
+    denom: torch.Tensor
     acc: torch.Tensor  # [B, Hkv, G, nq, Dv]
 
 
@@ -96,7 +96,7 @@ def _blocks(problem: Problem, block_q: int, compute: torch.dtype) -> list[_Block
             start, end,
             q=q[:, :, :, start:end].reshape(b, hkv, g * (end - start), d),
             m=torch.full(rows, -math.inf, dtype=compute, device=problem.device),
-            l=torch.zeros(rows, dtype=compute, device=problem.device),
+            denom=torch.zeros(rows, dtype=compute, device=problem.device),
             acc=torch.zeros(rows + (problem.v_head_dim,), dtype=compute, device=problem.device),
         ))
     return blocks
@@ -137,12 +137,12 @@ def _update(blk: _Block, s: torch.Tensor, v: torch.Tensor, inplace: bool) -> Non
     alpha = torch.exp(blk.m - m_safe)
     if inplace:
         p = s.sub_(m_safe.unsqueeze(-1)).exp_()
-        blk.l.mul_(alpha).add_(p.sum(dim=-1))
+        blk.denom.mul_(alpha).add_(p.sum(dim=-1))
         pv = torch.matmul(p.view(b, hkv, g * nq, n), v)
         blk.acc.mul_(alpha.unsqueeze(-1)).add_(pv.view(blk.acc.shape))
     else:
         p = torch.exp(s - m_safe.unsqueeze(-1))
-        blk.l = blk.l * alpha + p.sum(dim=-1)
+        blk.denom = blk.denom * alpha + p.sum(dim=-1)
         pv = torch.matmul(p.view(b, hkv, g * nq, n), v)
         blk.acc = blk.acc * alpha.unsqueeze(-1) + pv.view(blk.acc.shape)
     blk.m = m_new
@@ -168,10 +168,10 @@ def forward(problem: Problem):
     b, hq, dv = problem.batch, problem.q_heads, problem.v_head_dim
     outs, lses = [], []
     for blk in blocks:
-        seen = blk.l > 0
-        l_safe = torch.where(seen, blk.l, torch.ones_like(blk.l))
-        outs.append((blk.acc / l_safe.unsqueeze(-1)).reshape(b, hq, -1, dv))
-        lses.append(torch.where(seen, blk.m + torch.log(l_safe), -math.inf).reshape(b, hq, -1))
+        seen = blk.denom > 0
+        denom = torch.where(seen, blk.denom, torch.ones_like(blk.denom))
+        outs.append((blk.acc / denom.unsqueeze(-1)).reshape(b, hq, -1, dv))
+        lses.append(torch.where(seen, blk.m + torch.log(denom), -math.inf).reshape(b, hq, -1))
     if not blocks:
         outs = [problem.q.new_zeros((b, hq, 0, dv))]
         lses = [problem.q.new_zeros((b, hq, 0), dtype=compute)]

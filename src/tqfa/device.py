@@ -42,7 +42,7 @@ def target_from_properties(
     return Target("nvidia", f"sm{major}{minor}", name, multiprocessors, shared_memory, warp_size or 32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe_gpu(index: int) -> Target:
     props = torch.cuda.get_device_properties(index)
     is_hip = torch.version.hip is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -117,7 +118,7 @@ def check(device: torch.device) -> tuple[str, bool]:
         expected = _sdpa(*as64, item.causal)
         kwargs = dict(attn_mask=mask, is_causal=item.causal is not None,
                       causal_alignment=item.causal or "top_left")
-        sdpa_s = _time(lambda: _sdpa(q, k, v, mask, item.causal), device)
+        sdpa_s = _time(functools.partial(_sdpa, q, k, v, mask, item.causal), device)
         for name, reason in dispatch.availability(build_problem(q, k, v, **kwargs)).items():
             if reason is not None:
                 rows.append(f"{item.name:24s} {name:8s} unavailable: {reason}")
@@ -125,7 +126,7 @@ def check(device: torch.device) -> tuple[str, bool]:
             out = attention(q, k, v, backend=name, **kwargs)
             err = (out.double() - expected).abs().max().item()
             ok &= err <= tolerance
-            seconds = _time(lambda name=name: attention(q, k, v, backend=name, **kwargs), device)
+            seconds = _time(functools.partial(attention, q, k, v, backend=name, **kwargs), device)
             rows.append(f"{item.name:24s} {name:8s} {err:9.2e} {seconds * 1e3:8.2f} "
                         f"{sdpa_s * 1e3:8.2f} {sdpa_s / seconds:5.2f}x")
     rows.append(f"{dtype} on {device}; errors against SDPA in float64 (tolerance {tolerance:g}); "

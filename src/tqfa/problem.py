@@ -90,13 +90,14 @@ class Problem:
         """A short readable id of the call, for logs and error messages."""
         parts = [
             f"b{self.batch}-h{self.q_heads}:{self.kv_heads}-q{self.q_len}-k{self.kv_len}"
-            f"-d{self.head_dim}" + (f"v{self.v_head_dim}" if self.v_head_dim != self.head_dim else ""),
+            f"-d{self.head_dim}"
+            + (f"v{self.v_head_dim}" if self.v_head_dim != self.head_dim else ""),
             str(self.dtype).removeprefix("torch."),
         ]
         if self.causal:
             parts.append(f"causal_{self.causal}")
         if self.mask is not None:
-            parts.append("mask_bool" if self.mask_is_bool else f"mask_{self.mask.dtype}".replace("torch.", ""))
+            parts.append("mask_" + str(self.mask.dtype).removeprefix("torch."))
         return "-".join(parts)
 
 
