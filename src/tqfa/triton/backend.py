@@ -12,14 +12,14 @@ import os
 import torch
 
 from ..backend import Backend, Reason, Unsupported
-from ..problem import Problem
 from ..device import probe
+from ..problem import Problem
 from .tuning import INTERPRETER, nvidia_capability, select_config
 
 MAX_HEAD_DIM = 256
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _launcher():
     """The launch module, or the reason it cannot be imported."""
     try:
@@ -73,7 +73,9 @@ def _feature_reason(problem: Problem) -> Unsupported | None:
 
 
 def supports(problem: Problem) -> Reason:
-    return _environment_reason(problem) or _feature_reason(problem)
+    # Feature gaps first: they hold on every machine, so the reason does not depend on where
+    # the call happens to run.
+    return _feature_reason(problem) or _environment_reason(problem)
 
 
 def forward(problem: Problem) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -6,8 +6,9 @@ l_i = sum_j exp(s_ij - m_i) and the unnormalised accumulator acc = sum_j exp(s_i
 fp32. A new tile with row max m_new rescales both by alpha = exp(m_i - m_new). The epilogue writes
 acc / l_i and lse = m_i + log(l_i).
 
-Units: without an additive mask the scores are kept in log2 units, s = qk * (scale * log2 e), so
-that p = exp2(s - m) is one FMA and one exp2. With an additive mask they stay in natural units,
+Units: without an additive mask the scores are kept in log2 units, s = qk * (scale * log2 e); in
+full tiles p = exp2(qk * qk_scale - m) is one FMA and one exp2 (a negative scale negates q once so
+that qk_scale >= 0 and the row max commutes with it). With an additive mask they stay in natural units,
 s = qk * scale + mask, and the subtraction happens before the log2 e multiply: HF's finite mask
 minimum (finfo(bf16 / fp32).min ~ -3.4e38) times log2 e would overflow fp32 to -inf, turning
 "attend with negligible weight" into "not visible" and a fully padded row into zeros where SDPA
@@ -69,23 +70,30 @@ def _attend_tiles(
                 mask_val = tl.load(mask_ptrs, mask=(cols < kv_len)[None, :], other=0)
             else:
                 mask_val = tl.load(mask_ptrs)
-        if MASK_KIND == ADDITIVE_MASK:
-            s = qk * sm_scale + mask_val.to(tl.float32)
-        else:
-            s = qk * qk_scale
-        if MASK_KIND == BOOL_MASK:
-            s = tl.where(mask_val != 0, s, float("-inf"))
-        if BOUNDARY:
-            s = tl.where(cols[None, :] <= col_limit[:, None], s, float("-inf"))
 
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        if MASK_KIND == ADDITIVE_MASK:
-            p = tl.math.exp2((s - m_use[:, None]) * LOG2E)
-            alpha = tl.math.exp2((m_i - m_use) * LOG2E)
+        if MASK_KIND == NO_MASK and not BOUNDARY:
+            # The hot path: every score is finite and qk_scale >= 0, so the max commutes with the
+            # scaling and the exp2 argument is one FMA.
+            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+            p = tl.math.exp2(tl.fma(qk, qk_scale, -m_new[:, None]))
+            alpha = tl.math.exp2(m_i - m_new)
         else:
-            p = tl.math.exp2(s - m_use[:, None])
-            alpha = tl.math.exp2(m_i - m_use)
+            if MASK_KIND == ADDITIVE_MASK:
+                s = qk * sm_scale + mask_val.to(tl.float32)
+            else:
+                s = qk * qk_scale
+            if MASK_KIND == BOOL_MASK:
+                s = tl.where(mask_val != 0, s, float("-inf"))
+            if BOUNDARY:
+                s = tl.where(cols[None, :] <= col_limit[:, None], s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+            if MASK_KIND == ADDITIVE_MASK:
+                p = tl.math.exp2((s - m_use[:, None]) * LOG2E)
+                alpha = tl.math.exp2((m_i - m_use) * LOG2E)
+            else:
+                p = tl.math.exp2(s - m_use[:, None])
+                alpha = tl.math.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
@@ -141,6 +149,9 @@ def attention_fwd_kernel(
     mask_rows = Mask + b * stride_mb + h * stride_mh + rows * stride_mm
     mask_offs = offs_n64 * stride_mn
 
+    # A negative scale flips q instead (exact), so that the kernel only sees scale >= 0.
+    q = tl.where(sm_scale < 0, -q, q)
+    sm_scale = tl.abs(sm_scale)
     qk_scale = sm_scale * LOG2E
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)

@@ -16,7 +16,11 @@ INTERPRETED = not isinstance(attention_fwd_kernel, triton.runtime.JITFunction)
 
 
 def _strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
-    return (0, 0, 0, 0) if t is None else tuple(t.stride())
+    """Strides with those of size-1 dims set to 0: torch leaves them arbitrary (often a length),
+    and Triton specialises on their value, so this keeps one compiled variant per layout."""
+    if t is None:
+        return (0, 0, 0, 0)
+    return tuple(0 if size == 1 else stride for size, stride in zip(t.shape, t.stride()))
 
 
 def _mask_kind(problem: Problem) -> int:
@@ -25,16 +29,11 @@ def _mask_kind(problem: Problem) -> int:
     return BOOL_MASK.value if problem.mask_is_bool else ADDITIVE_MASK.value
 
 
-def attention_forward(
+def kernel_arguments(
     problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig, allow_tf32: bool
-) -> None:
-    """Write out [B, Hq, Sq, D] (any strides) and lse (contiguous fp32 [B, Hq, Sq]).
-
-    Needs Sq > 0, Skv > 0, B > 0; every element of out and lse is written.
-    """
+) -> tuple[tuple[int], dict]:
+    """(grid, keyword arguments) of the launch that writes out and lse for `problem`."""
     q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
-    assert lse.is_contiguous() and lse.dtype == torch.float32
-    assert problem.q_len > 0 and problem.kv_len > 0 and problem.batch > 0
     sqb, sqh, sqm, sqd = _strides(q)
     skb, skh, skn, skd = _strides(k)
     svb, svh, svn, svd = _strides(v)
@@ -44,7 +43,7 @@ def attention_forward(
     grid = (num_m * problem.batch * problem.q_heads,)
     # tf32 only changes fp32 dots; 16-bit dots always run on the tensor cores.
     precision = "tf32" if allow_tf32 and q.dtype == torch.float32 else "ieee"
-    attention_fwd_kernel[grid](
+    return grid, dict(
         Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Lse=lse,
         stride_qb=sqb, stride_qh=sqh, stride_qm=sqm, stride_qd=sqd,
         stride_kb=skb, stride_kh=skh, stride_kn=skn, stride_kd=skd,
@@ -60,3 +59,16 @@ def attention_forward(
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
+
+
+def attention_forward(
+    problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig, allow_tf32: bool
+) -> None:
+    """Write out [B, Hq, Sq, D] (any strides) and lse (contiguous fp32 [B, Hq, Sq]).
+
+    Needs Sq > 0, Skv > 0, B > 0; every element of out and lse is written.
+    """
+    assert lse.is_contiguous() and lse.dtype == torch.float32
+    assert problem.q_len > 0 and problem.kv_len > 0 and problem.batch > 0
+    grid, kwargs = kernel_arguments(problem, out, lse, config, allow_tf32)
+    attention_fwd_kernel[grid](**kwargs)
