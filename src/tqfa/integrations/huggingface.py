@@ -8,8 +8,9 @@
 "tqfa" computes what it computes on "sdpa": the same decision for `is_causal`, HF's bool or float
 masks, `position_bias` folded into the mask, output [B, S, H, D]. It differs only where tqfa does
 better: GQA never repeats K/V, and there is no K/V cropping (tqfa's top-left causal rule already
-hides the keys SDPA crops). Options tqfa cannot honour (dropout, soft-capping, attention sinks,
-paged K/V, attention weights) raise instead of being dropped.
+hides the keys SDPA crops). Sliding windows arrive inside the mask, as for SDPA; a window shorter
+than the keys with no mask to carry it raises. Options tqfa cannot honour (dropout, soft-capping,
+attention sinks, paged K/V, attention weights) raise instead of being dropped.
 
 The call goes through the custom op `tqfa::attention`, so compiled and exported models keep one
 opaque node per attention and choose the backend (TQFA_BACKEND, else auto) at run time.
