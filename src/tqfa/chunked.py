@@ -176,9 +176,7 @@ def forward(problem: Problem):
         outs = [problem.q.new_zeros((b, hq, 0, dv))]
         lses = [problem.q.new_zeros((b, hq, 0), dtype=compute)]
     out = torch.cat(outs, dim=2).to(problem.dtype)
-    # LSE is float32, except for float64 inputs, whose finite minima (-1.8e308) float32 cannot hold.
-    lse_dtype = torch.float64 if problem.dtype == torch.float64 else torch.float32
-    return out, (torch.cat(lses, dim=2).to(lse_dtype) if problem.return_lse else None)
+    return out, (torch.cat(lses, dim=2).to(problem.lse_dtype) if problem.return_lse else None)
 
 
 def supports(problem: Problem) -> Reason:

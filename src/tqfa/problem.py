@@ -83,6 +83,11 @@ class Problem:
         return self.kv_len - self.q_len if self.causal == "bottom_right" else 0
 
     @property
+    def lse_dtype(self) -> torch.dtype:
+        """float32, except for float64 inputs, whose finite minima (-1.8e308) float32 cannot hold."""
+        return torch.float64 if self.q.dtype == torch.float64 else torch.float32
+
+    @property
     def mask_is_bool(self) -> bool:
         return self.mask is not None and self.mask.dtype == torch.bool
 

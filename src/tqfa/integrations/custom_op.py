@@ -75,9 +75,7 @@ def _attention_op(
 @_attention_op.register_fake
 def _attention_fake(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend, bshd_out):
     p = build_problem(q, k, v, attn_mask, is_causal, scale, causal_alignment=causal_alignment)
-    # Every backend's LSE is float32, except for float64 inputs (float32 cannot hold their minima).
-    lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    lse = q.new_empty((p.batch, p.q_heads, p.q_len), dtype=lse_dtype)
+    lse = q.new_empty((p.batch, p.q_heads, p.q_len), dtype=p.lse_dtype)
     return _new_out(q, p.v_head_dim, bshd_out), lse
 
 
