@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import zlib
 
 import torch
@@ -235,6 +236,21 @@ def start_prewarm(shapes, device: str, dtype_name: str, workers: int) -> list[su
     return procs
 
 
+def peer_fn(name: str, shape: Shape, q, k, v):
+    """A peer on the same inputs; an SDPA kernel that refuses GQA gets K/V repeated per q head
+    (outside the timed region; its row says so)."""
+    try:
+        return providers.PROVIDERS[name](shape, q, k, v, None)
+    except Unavailable:
+        if not name.startswith("sdpa") or shape.kv_heads == shape.q_heads:
+            raise
+    group = shape.q_heads // shape.kv_heads
+    k, v = (t.repeat_interleave(group, dim=1) for t in (k, v))
+    fn = providers.PROVIDERS[name](dataclasses.replace(shape, kv_heads=shape.q_heads), q, k, v, None)
+    fn.kv_repeated = True
+    return fn
+
+
 def bench_entries(shape: Shape, q, k, v, device: str):
     """(name, builder) pairs, most wanted first in case the time budget runs out: the default
     configuration, the public call, the peers, then the candidate configurations."""
@@ -242,7 +258,7 @@ def bench_entries(shape: Shape, q, k, v, device: str):
     yield f"tqfa {config_name(default)} (default)", functools.partial(tqfa_config_fn, shape, q, k, v, default)
     yield "tqfa attention()", functools.partial(providers.PROVIDERS["tqfa-triton"], shape, q, k, v, None)
     for peer in PEERS:
-        yield peer, functools.partial(providers.PROVIDERS[peer], shape, q, k, v, None)
+        yield peer, functools.partial(peer_fn, peer, shape, q, k, v)
     for c in candidates:
         yield f"tqfa {config_name(c)}", functools.partial(tqfa_config_fn, shape, q, k, v, c)
 
@@ -260,6 +276,8 @@ def bench(shapes, device: str, dtype, deadline: float) -> list[dict]:
             else:
                 try:
                     fn = build()
+                    if getattr(fn, "kv_repeated", False):
+                        row["provider"] += " (kv repeated)"
                     got = fn()
                     if isinstance(got, torch.Tensor):
                         row["max_abs_diff_vs_tqfa"] = (got.float() - ref.float()).abs().max().item()
@@ -301,6 +319,15 @@ def environment(device: str) -> dict:
     return env
 
 
+def guarded(results: dict, key: str, fn, *args) -> None:
+    """One phase's result under `key`; a phase that breaks records why and the others still run."""
+    try:
+        results[key] = fn(*args)
+    except Exception:
+        results[key] = {"error": traceback.format_exc(limit=4)}
+    print(f"[{key}] {json.dumps(results[key], default=str)[:400]}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
@@ -327,15 +354,19 @@ def main() -> int:
     if pytest_proc is not None:
         results["pytest_returncode"] = pytest_proc.wait()
         with open(os.path.join(args.out, "pytest.log")) as f:
-            results["pytest_tail"] = f.read().strip().splitlines()[-3:]
+            log = f.read().strip().splitlines()
+        results["pytest_tail"] = log[-2:]
+        results["pytest_failures"] = [line for line in log if line.startswith(("FAILED", "ERROR"))][:30]
+        print(f"[pytest] {time.monotonic() - start:.0f}s {results['pytest_tail']}", flush=True)
     for w in warmers:
         w.wait()
     results["prewarm_done_s"] = time.monotonic() - start
     if not args.skip_tests:
         dtypes = ["fp16", "fp32"] if args.smoke else ["fp16", "bf16", "fp32"]
-        results["poisoned_matrix"] = poisoned_matrix(args.device, dtypes, args.smoke)
-        results["recompile"] = recompile_check(args.device) if args.device == "cuda" else "cuda only"
-        results["first_call"] = first_call_seconds(args.device)
+        guarded(results, "poisoned_matrix", poisoned_matrix, args.device, dtypes, args.smoke)
+        if args.device == "cuda":
+            guarded(results, "recompile", recompile_check, args.device)
+        guarded(results, "first_call", first_call_seconds, args.device)
     results["correctness_done_s"] = time.monotonic() - start
 
     rows = bench(shapes, args.device, DTYPES[dtype_name], deadline=start + args.budget_s)
@@ -343,14 +374,16 @@ def main() -> int:
     results["total_s"] = time.monotonic() - start
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)
-    summary = {k: results.get(k) for k in ("pytest_returncode", "pytest_tail", "poisoned_matrix",
-                                           "recompile", "first_call", "total_s")}
+    keys = ("pytest_returncode", "pytest_tail", "pytest_failures", "poisoned_matrix", "recompile",
+            "first_call", "total_s")
+    summary = {k: results.get(k) for k in keys}
     text = "\n\n".join([json.dumps(results["environment"]), json.dumps(summary, indent=1, default=str),
                         table(rows)]) + "\n"
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(text)
     print(text)
-    ok = results.get("pytest_returncode", 0) == 0 and not results.get("poisoned_matrix", {}).get("failed")
+    matrix = results.get("poisoned_matrix", {})
+    ok = results.get("pytest_returncode", 0) == 0 and not matrix.get("failed") and "error" not in matrix
     return 0 if ok else 1
 
 

@@ -7,8 +7,8 @@ fp32. A new tile with row max m_new rescales both by alpha = exp(m_i - m_new). T
 acc / l_i and lse = m_i + log(l_i).
 
 Units: without an additive mask the scores are kept in log2 units, s = qk * (scale * log2 e); in
-full tiles p = exp2(qk * qk_scale - m) is one FMA and one exp2 (a negative scale negates q once so
-that qk_scale >= 0 and the row max commutes with it). With an additive mask they stay in natural units,
+full tiles with scale >= 0 (FOLD_SCALE: the row max commutes with the scaling) p = exp2(qk * qk_scale
+- m) is one FMA and one exp2. With an additive mask they stay in natural units,
 s = qk * scale + mask, and the subtraction happens before the log2 e multiply: HF's finite mask
 minimum (finfo(bf16 / fp32).min ~ -3.4e38) times log2 e would overflow fp32 to -inf, turning
 "attend with negligible weight" into "not visible" and a fully padded row into zeros where SDPA
@@ -41,7 +41,8 @@ def _attend_tiles(
     col_limit, n_start, n_stop, kv_len, sm_scale, qk_scale,
     stride_kn, stride_vn, stride_mn,
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    BOUNDARY: tl.constexpr, MASK_KIND: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BOUNDARY: tl.constexpr, MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """Stream the KV tiles [n_start, n_stop). BOUNDARY tiles may hold keys that some rows must not
     see (causal diagonal, ragged end: key > col_limit of its row); the other tiles run without any
@@ -71,7 +72,7 @@ def _attend_tiles(
             else:
                 mask_val = tl.load(mask_ptrs)
 
-        if MASK_KIND == NO_MASK and not BOUNDARY:
+        if MASK_KIND == NO_MASK and not BOUNDARY and FOLD_SCALE:
             # The hot path: every score is finite and qk_scale >= 0, so the max commutes with the
             # scaling and the exp2 argument is one FMA.
             m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
@@ -112,7 +113,8 @@ def attention_fwd_kernel(
     q_heads, group, q_len, kv_len, causal_offset, sm_scale,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len."""
@@ -149,9 +151,6 @@ def attention_fwd_kernel(
     mask_rows = Mask + b * stride_mb + h * stride_mh + rows * stride_mm
     mask_offs = offs_n64 * stride_mn
 
-    # A negative scale flips q instead (exact), so that the kernel only sees scale >= 0.
-    q = tl.where(sm_scale < 0, -q, q)
-    sm_scale = tl.abs(sm_scale)
     qk_scale = sm_scale * LOG2E
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -173,13 +172,13 @@ def attention_fwd_kernel(
         acc, l_i, m_i, q, k_head, v_head, mask_rows, k_offs, v_offs, mask_offs, offs_n, offs_d,
         col_limit, 0, n_full, kv_len, sm_scale, qk_scale, stride_kn, stride_vn, stride_mn,
         BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D, BOUNDARY=False,
-        MASK_KIND=MASK_KIND, DOT_PRECISION=DOT_PRECISION,
+        MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, DOT_PRECISION=DOT_PRECISION,
     )
     acc, l_i, m_i = _attend_tiles(
         acc, l_i, m_i, q, k_head, v_head, mask_rows, k_offs, v_offs, mask_offs, offs_n, offs_d,
         col_limit, n_full, n_stop, kv_len, sm_scale, qk_scale, stride_kn, stride_vn, stride_mn,
         BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D, BOUNDARY=True,
-        MASK_KIND=MASK_KIND, DOT_PRECISION=DOT_PRECISION,
+        MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, DOT_PRECISION=DOT_PRECISION,
     )
 
     # Epilogue: rows with no visible key have l_i == 0 and acc == 0.

@@ -56,6 +56,7 @@ def kernel_arguments(
         BLOCK_M=config.block_m, BLOCK_N=config.block_n,
         HEAD_DIM=problem.head_dim, BLOCK_D=head_block(problem.head_dim),
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
+        FOLD_SCALE=problem.scale >= 0,
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
