@@ -27,7 +27,7 @@ from tqfa.device import target_from_properties
 from tqfa.problem import build_problem
 from tqfa.triton import launch
 from tqfa.triton.kernel import attention_fwd_kernel
-from tqfa.triton.tuning import KernelConfig, select_config
+from tqfa.triton.tuning import KernelConfig, head_block, select_config, smem_estimate
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 TRITON_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
@@ -121,7 +121,7 @@ def main() -> int:
                                     capability=divmod(args.arch, 10), shared_memory=SMEM[args.arch])
     print(f"triton {triton.__version__}, target sm{args.arch}")
     print(f"{'dtype':5} {'D':>4} {'causal':6} {'mask':7} {'layout':6} {'config':18} "
-          f"{'smem':>7} {'regs':>4} {'local':>5} {'spill':>5} {'hgmma':>5} {'hmma':>4}")
+          f"{'smem':>7} {'est':>7} {'regs':>4} {'local':>5} {'spill':>5} {'hgmma':>5} {'hmma':>4}")
     for dtype_name in args.dtype:
         for d in args.d:
             for causal, mask, layout in [(None, None, "bhsd"), ("top_left", None, "bhsd"),
@@ -133,9 +133,12 @@ def main() -> int:
                 for config in configs:
                     r = compile_report(problem, config, args.arch)
                     name = f"{config.block_m}x{config.block_n} w{config.num_warps} s{config.num_stages}"
+                    mask_bytes = 0 if problem.mask is None else problem.mask.element_size()
+                    estimate = smem_estimate(config, head_block(d), problem.q.element_size(), mask_bytes)
+                    over = " OVER THE LIMIT" if r["shared"] > SMEM[args.arch] else ""
                     print(f"{dtype_name:5} {d:>4} {str(causal is not None):6} {str(mask):7} {layout:6} "
-                          f"{name:18} {r['shared']:>7} {r['regs']:>4} {r['local']:>5} "
-                          f"{r['spill_ops']:>5} {r['hgmma']:>5} {r['hmma']:>4}", flush=True)
+                          f"{name:18} {r['shared']:>7} {estimate:>7} {r['regs']:>4} {r['local']:>5} "
+                          f"{r['spill_ops']:>5} {r['hgmma']:>5} {r['hmma']:>4}{over}", flush=True)
     return 0
 
 

@@ -51,17 +51,22 @@ FLOOR = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 4e-6}  # as
 K = KernelConfig
 # Benchmark configurations per head dim (16-bit); the default of select_config comes first.
 CANDIDATES = {
-    128: [K(128, 128, 8, 2), K(128, 128, 8, 3), K(128, 64, 8, 2), K(64, 64, 4, 3)],
-    64: [K(128, 128, 8, 3), K(128, 128, 8, 2), K(128, 64, 4, 3)],
-    96: [K(128, 128, 8, 2), K(128, 64, 8, 2)],
+    (128, False): [K(128, 64, 8, 3), K(128, 64, 8, 4), K(128, 128, 8, 2), K(64, 128, 4, 3)],
+    (128, True): [K(128, 64, 8, 4), K(128, 128, 8, 2), K(64, 64, 4, 3)],
+    (64, False): [K(128, 64, 8, 4), K(128, 64, 8, 5), K(128, 32, 8, 4), K(64, 64, 4, 3)],
+    (96, False): [K(128, 64, 8, 3), K(128, 64, 8, 4)],
 }
 PEERS = ["sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "flex-attention"]
 
 
 def bench_shapes(smoke: bool) -> list[Shape]:
     if smoke:
-        return [Shape(1, 4, 2, 128, 128, d, causal=c) for d in (64,) for c in (False, True)]
-    return [Shape(2, 32, 8, 4096, 4096, d, causal=c) for d in (128, 64, 96) for c in (False, True)]
+        return [Shape(1, 4, 2, 128, 128, 64, causal=c) for c in (False, True)] + [
+            Shape(2, 4, 2, 96, 96, 64, padding=True), Shape(1, 4, 2, 1, 300, 64, causal=True)]
+    shapes = [Shape(2, 32, 8, 4096, 4096, d, causal=c) for d in (128, 64, 96) for c in (False, True)]
+    # The masked configuration; then one decode step, for information (the performance issue's).
+    return shapes + [Shape(2, 32, 8, 4096, 4096, 128, padding=True),
+                     Shape(1, 32, 8, 1, 131072, 128, causal=True)]
 
 
 def target_of(device: str):
@@ -72,18 +77,18 @@ def config_name(c: KernelConfig) -> str:
     return f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages}"
 
 
-def tqfa_config_fn(shape: Shape, q, k, v, config: KernelConfig):
+def tqfa_config_fn(shape: Shape, q, k, v, mask, config: KernelConfig):
     """The kernel with one given configuration, through the launcher (outputs allocated once)."""
     launch = triton_backend._launcher()
-    problem = build_problem(q, k, v, None, shape.causal, causal_alignment="bottom_right")
+    problem = build_problem(q, k, v, mask, shape.causal, causal_alignment="bottom_right")
     out, lse = torch.empty_like(q), torch.empty(q.shape[:3], device=q.device)
     return lambda: (launch.attention_forward(problem, out, lse, config, allow_tf32=False), out)[1]
 
 
-def configs_for(shape: Shape, q, k, v, device: str) -> list[KernelConfig]:
-    problem = build_problem(q, k, v, None, shape.causal, causal_alignment="bottom_right")
+def configs_for(shape: Shape, q, k, v, mask, device: str) -> list[KernelConfig]:
+    problem = build_problem(q, k, v, mask, shape.causal, causal_alignment="bottom_right")
     default = select_config(problem, target_of(device))
-    return [default] + [c for c in CANDIDATES.get(shape.head_dim, []) if c != default]
+    return [default] + [c for c in CANDIDATES.get((shape.head_dim, shape.padding), []) if c != default]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,18 +204,17 @@ def first_call_seconds(device: str) -> dict:
 
 
 def make_bench_inputs(shape: Shape, device: str, dtype):
-    q, k, v, _ = providers.make_inputs(shape, dtype, device, seed=shape.head_dim + shape.causal)
-    return q, k, v
+    return providers.make_inputs(shape, dtype, device, seed=shape.head_dim + shape.causal)
 
 
 def prewarm(jobs: list, device: str, dtype) -> None:
     """Worker: compile (by running once) every (shape, provider/config) job into the disk caches."""
     for shape_args, what in jobs:
         shape = Shape(*shape_args)
-        q, k, v = make_bench_inputs(shape, device, dtype)
+        q, k, v, mask = make_bench_inputs(shape, device, dtype)
         try:
-            fn = (providers.PROVIDERS[what](shape, q, k, v, None) if isinstance(what, str)
-                  else tqfa_config_fn(shape, q, k, v, K(*what)))
+            fn = (providers.PROVIDERS[what](shape, q, k, v, mask) if isinstance(what, str)
+                  else tqfa_config_fn(shape, q, k, v, mask, K(*what)))
             fn()
         except Exception as exc:  # reported by the timed run, which meets the same error
             print(f"prewarm {shape.id} {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -220,10 +224,14 @@ def start_prewarm(shapes, device: str, dtype_name: str, workers: int) -> list[su
     jobs = []
     for shape in shapes:
         heads = (shape.q_heads, shape.kv_heads, shape.kv_heads)
-        q, k, v = (torch.empty(shape.batch, h, shape.q_len, shape.head_dim, device="meta",
-                               dtype=DTYPES[dtype_name]) for h in heads)
+        dtype = DTYPES[dtype_name]
+        q, k, v = (torch.empty(shape.batch, h, shape.q_len, shape.head_dim, device="meta", dtype=dtype)
+                   for h in heads)
+        mask = None
+        if shape.padding:
+            mask = torch.empty(shape.batch, 1, 1, shape.kv_len, device="meta", dtype=dtype)
         fields = dataclasses.astuple(shape)
-        jobs += [(fields, dataclasses.astuple(c)) for c in configs_for(shape, q, k, v, device)]
+        jobs += [(fields, dataclasses.astuple(c)) for c in configs_for(shape, q, k, v, mask, device)]
         if device == "cuda":
             jobs.append((fields, "flex-attention"))
     procs = []
@@ -236,39 +244,40 @@ def start_prewarm(shapes, device: str, dtype_name: str, workers: int) -> list[su
     return procs
 
 
-def peer_fn(name: str, shape: Shape, q, k, v):
+def peer_fn(name: str, shape: Shape, q, k, v, mask):
     """A peer on the same inputs; an SDPA kernel that refuses GQA gets K/V repeated per q head
     (outside the timed region; its row says so)."""
     try:
-        return providers.PROVIDERS[name](shape, q, k, v, None)
+        return providers.PROVIDERS[name](shape, q, k, v, mask)
     except Unavailable:
         if not name.startswith("sdpa") or shape.kv_heads == shape.q_heads:
             raise
     group = shape.q_heads // shape.kv_heads
     k, v = (t.repeat_interleave(group, dim=1) for t in (k, v))
-    fn = providers.PROVIDERS[name](dataclasses.replace(shape, kv_heads=shape.q_heads), q, k, v, None)
+    fn = providers.PROVIDERS[name](dataclasses.replace(shape, kv_heads=shape.q_heads), q, k, v, mask)
     fn.kv_repeated = True
     return fn
 
 
-def bench_entries(shape: Shape, q, k, v, device: str):
+def bench_entries(shape: Shape, q, k, v, mask, device: str):
     """(name, builder) pairs, most wanted first in case the time budget runs out: the default
     configuration, the public call, the peers, then the candidate configurations."""
-    default, *candidates = configs_for(shape, q, k, v, device)
-    yield f"tqfa {config_name(default)} (default)", functools.partial(tqfa_config_fn, shape, q, k, v, default)
-    yield "tqfa attention()", functools.partial(providers.PROVIDERS["tqfa-triton"], shape, q, k, v, None)
+    default, *candidates = configs_for(shape, q, k, v, mask, device)
+    yield (f"tqfa {config_name(default)} (default)",
+           functools.partial(tqfa_config_fn, shape, q, k, v, mask, default))
+    yield "tqfa attention()", functools.partial(providers.PROVIDERS["tqfa-triton"], shape, q, k, v, mask)
     for peer in PEERS:
-        yield peer, functools.partial(peer_fn, peer, shape, q, k, v)
+        yield peer, functools.partial(peer_fn, peer, shape, q, k, v, mask)
     for c in candidates:
-        yield f"tqfa {config_name(c)}", functools.partial(tqfa_config_fn, shape, q, k, v, c)
+        yield f"tqfa {config_name(c)}", functools.partial(tqfa_config_fn, shape, q, k, v, mask, c)
 
 
 def bench(shapes, device: str, dtype, deadline: float) -> list[dict]:
     rows = []
     for shape in shapes:
-        q, k, v = make_bench_inputs(shape, device, dtype)
-        ref = tqfa.attention(q, k, v, is_causal=shape.causal, backend="triton")
-        entries = list(bench_entries(shape, q, k, v, device))
+        q, k, v, mask = make_bench_inputs(shape, device, dtype)
+        ref = tqfa.attention(q, k, v, mask, is_causal=shape.causal, backend="triton")
+        entries = list(bench_entries(shape, q, k, v, mask, device))
         for name, build in entries:
             row = {"shape": shape.id, "provider": name}
             if time.monotonic() > deadline:
@@ -283,6 +292,8 @@ def bench(shapes, device: str, dtype, deadline: float) -> list[dict]:
                         row["max_abs_diff_vs_tqfa"] = (got.float() - ref.float()).abs().max().item()
                     seconds = providers.median_seconds(fn, device)
                     row.update(ms=seconds * 1e3, tflops=shape.flops / seconds / 1e12)
+                    if shape.q_len == 1:
+                        row["kv_gbps"] = shape.kv_bytes(dtype) / seconds / 1e9
                 except Unavailable as exc:
                     row["error"] = str(exc)
                 except Exception as exc:  # a peer failing must not lose the other rows
@@ -290,17 +301,18 @@ def bench(shapes, device: str, dtype, deadline: float) -> list[dict]:
                     row["error"] = f"{type(exc).__name__}: {first_line}"
             rows.append(row)
             print(json.dumps(row), flush=True)
-        del q, k, v, ref
+        del q, k, v, mask, ref
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| shape | provider | ms | TFLOP/s |", "| --- | --- | ---: | ---: |"]
+    lines = ["| shape | provider | ms | TFLOP/s (decode: K/V GB/s) |", "| --- | --- | ---: | ---: |"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['shape']} | {r['provider']} | - | {r['error'][:90]} |")
         else:
-            lines.append(f"| {r['shape']} | {r['provider']} | {r['ms']:.3f} | {r['tflops']:.0f} |")
+            rate = f"{r['kv_gbps']:.0f} GB/s" if "kv_gbps" in r else f"{r['tflops']:.0f}"
+            lines.append(f"| {r['shape']} | {r['provider']} | {r['ms']:.3f} | {rate} |")
     return "\n".join(lines)
 
 

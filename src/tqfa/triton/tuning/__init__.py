@@ -33,14 +33,18 @@ def _head_bucket(head_dim: int) -> int:
     return 64 if head_dim <= 64 else 128 if head_dim <= 128 else 256
 
 
-def smem_estimate(config: KernelConfig, block_d: int, elt_bytes: int) -> int:
-    """Shared memory of the pipelined K/V tiles plus the Q tile; what Triton allocates is close."""
-    return (config.num_stages * 2 * config.block_n + config.block_m) * block_d * elt_bytes
+def smem_estimate(config: KernelConfig, block_d: int, elt_bytes: int, mask_bytes: int = 0) -> int:
+    """Shared memory of the pipelined K/V tiles, the Q tile and the pipelined mask tile (its
+    element size; 0 without a mask): Triton's allocation on sm90, an upper bound on sm80."""
+    kv_and_q = (config.num_stages * 2 * config.block_n + config.block_m) * block_d * elt_bytes
+    return kv_and_q + (config.num_stages - 1) * config.block_m * config.block_n * mask_bytes
 
 
-def _fit(config: KernelConfig, block_d: int, elt_bytes: int, smem_bytes: int) -> KernelConfig:
+def _fit(
+    config: KernelConfig, block_d: int, elt_bytes: int, mask_bytes: int, smem_bytes: int
+) -> KernelConfig:
     """Shallower pipeline, then narrower KV tiles, until the estimate fits the device."""
-    while smem_bytes and smem_estimate(config, block_d, elt_bytes) > smem_bytes:
+    while smem_bytes and smem_estimate(config, block_d, elt_bytes, mask_bytes) > smem_bytes:
         if config.num_stages > 1:
             config = replace(config, num_stages=config.num_stages - 1)
         elif config.block_n > 16:
@@ -60,5 +64,7 @@ def select_config(problem: Problem, target: Target) -> KernelConfig:
         table = defaults.SM90
     else:
         table = defaults.SM80
-    config = table[(_head_bucket(problem.head_dim), elt)]
-    return _fit(config, head_block(problem.head_dim), elt, target.shared_memory)
+    key = (_head_bucket(problem.head_dim), elt)
+    mask_bytes = 0 if problem.mask is None else problem.mask.element_size()
+    config = (mask_bytes and table.get(key + ("masked",))) or table[key]
+    return _fit(config, head_block(problem.head_dim), elt, mask_bytes, target.shared_memory)

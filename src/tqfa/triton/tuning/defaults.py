@@ -1,4 +1,6 @@
-"""Default kernel configurations, keyed by (head-dim bucket, element size in bytes).
+"""Default kernel configurations, keyed by (head-dim bucket, element size in bytes), with an
+optional (bucket, size, "masked") row for calls with a mask (its tile is pipelined too: more
+shared memory and registers).
 
 Provisional: the sm90 16-bit rows are measured on the H100 (benchmarks/results/
 h100-triton-kernel.md); the others are FlashAttention-2 tile shapes chosen with
@@ -22,7 +24,9 @@ _NVIDIA_FP32 = {
 
 SM90 = {
     (64, 2): KernelConfig(block_m=128, block_n=64, num_warps=8, num_stages=3),
-    (128, 2): KernelConfig(block_m=128, block_n=64, num_warps=8, num_stages=3),
+    (128, 2): KernelConfig(block_m=128, block_n=128, num_warps=8, num_stages=3),
+    # 128x128 with a 16-bit mask tile needs 288 KB of shared memory; 128x64 spills nothing.
+    (128, 2, "masked"): KernelConfig(block_m=128, block_n=64, num_warps=8, num_stages=3),
     (256, 2): KernelConfig(block_m=64, block_n=64, num_warps=8, num_stages=2),
     **_NVIDIA_FP32,
 }
