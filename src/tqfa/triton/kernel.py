@@ -6,16 +6,22 @@ l_i = sum_j exp(s_ij - m_i) and the unnormalised accumulator acc = sum_j exp(s_i
 fp32. A new tile with row max m_new rescales both by alpha = exp(m_i - m_new). The epilogue writes
 acc / l_i and lse = m_i + log(l_i).
 
-Units: without an additive mask the scores are kept in log2 units, s = qk * (scale * log2 e); in
-full tiles with scale >= 0 (FOLD_SCALE: the row max commutes with the scaling) p = exp2(qk * qk_scale
-- m) is one FMA and one exp2. With an additive mask they stay in natural units,
-s = qk * scale + mask, and the subtraction happens before the log2 e multiply: HF's finite mask
-minimum (finfo(bf16 / fp32).min ~ -3.4e38) times log2 e would overflow fp32 to -inf, turning
+Units: without an additive mask the scores are kept in log2 units, s = qk * (scale * log2 e). In
+full tiles with scale >= 0 (FOLD_SCALE: the row max then commutes with the scaling) p =
+exp2(qk * qk_scale - m) is one FMA and one exp2. With an additive mask the scores stay in natural
+units, s = qk * scale + mask, and the subtraction comes before the log2 e multiply: HF's finite
+mask minimum (finfo(bf16 / fp32).min ~ -3.4e38) times log2 e would overflow fp32 to -inf, turning
 "attend with negligible weight" into "not visible" and a fully padded row into zeros where SDPA
 returns the uniform average of V. In natural units s stays finite and LSE stays exact.
 
 A row that has seen no visible key has m_i = -inf: the max is replaced by 0 before exp2 (so
 -inf - -inf never makes NaN), l_i stays 0 and the epilogue writes 0 and LSE -inf.
+
+Specialisation: lengths and causal_offset are never specialised (no compile per length); strides
+keep Triton's 1 / multiple-of-16 specialisation, which proves the 16-byte alignment of the tile
+loads (launch.py zeroes the strides of size-1 dims, so only a stride that is itself a length, such
+as a key-padding mask's Skv, adds variants: at most three). Masks on the head dim compile away
+when it is a power of two (HEAD_DIM == BLOCK_D).
 
 Grid: one axis, cdiv(Sq, BLOCK_M) * B * Hq programs, query blocks fastest so that neighbouring
 programs share K/V in L2 (one axis also avoids the 65535 limit of the others). With causal the

@@ -2,10 +2,10 @@
 optional (bucket, size, "masked") row for calls with a mask (its tile is pipelined too: more
 shared memory and registers).
 
-Provisional: the sm90 16-bit rows are measured on the H100 (benchmarks/results/
-h100-triton-kernel.md); the others are FlashAttention-2 tile shapes chosen with
-benchmarks/gpu_aot.py (shared memory fits, no or few spills) but not timed. Per-target data and
-search spaces come with the tuning issue.
+Provisional: the sm90 16-bit rows for head dims up to 128 are measured on the H100
+(benchmarks/results/h100-triton-kernel.md); the others are FlashAttention-2 tile shapes chosen
+with benchmarks/gpu_aot.py (shared memory fits, no or few spills) and run by the H100's test
+matrix, but not timed. Per-target data and search spaces come with the tuning issue.
 """
 
 from .config import KernelConfig
