@@ -112,3 +112,13 @@ def test_autograd_through_many_chunks(monkeypatch):
     (ref * ref).sum().backward()
     for t, t64 in ((q, q64), (k, k64), (v, v64)):
         torch.testing.assert_close(t.grad.double(), t64.grad, rtol=1e-3, atol=1e-4)
+
+
+def test_allow_tf32_is_a_validated_opt_in():
+    q, k, v = qkv(dtype=torch.float32)
+    assert not tqfa.problem.build_problem(q, k, v).allow_tf32
+    assert tqfa.problem.build_problem(q, k, v, allow_tf32=True).allow_tf32
+    with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
+        tqfa.attention(q, k, v, allow_tf32="yes")
+    # The chunked backend has no tf32: the opt-in changes nothing there.
+    assert torch.equal(tqfa.attention(q, k, v, allow_tf32=True), tqfa.attention(q, k, v))

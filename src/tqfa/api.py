@@ -19,6 +19,7 @@ def attention(
     causal_alignment: str = "top_left",
     return_lse: bool = False,
     backend: str | None = None,
+    allow_tf32: bool = False,
 ):
     """Scaled dot-product attention, as `torch.nn.functional.scaled_dot_product_attention(q, k, v,
     attn_mask, is_causal, scale=scale, enable_gqa=True)` computes it in float64.
@@ -31,7 +32,8 @@ def attention(
 
     Returns out [B, Hq, Sq, Dv] in q's dtype, or (out, lse) with lse float32 [B, Hq, Sq] (natural
     log) when return_lse=True. backend: "auto", "triton" or "chunked" (default: TQFA_BACKEND, else
-    auto).
+    auto). allow_tf32: float32 inputs may use tf32 dot products where the backend has them (the
+    Triton kernel on NVIDIA); by default float32 means IEEE float32.
     """
     problem = build_problem(
         q,
@@ -42,6 +44,7 @@ def attention(
         scale,
         causal_alignment=causal_alignment,
         return_lse=return_lse,
+        allow_tf32=allow_tf32,
     )
     out, lse = dispatch.choose(problem, backend).forward(problem)
     return (out, lse) if return_lse else out

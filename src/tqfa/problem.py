@@ -35,6 +35,7 @@ class Problem:
     scale: float
     return_lse: bool
     requires_grad: bool
+    allow_tf32: bool = False  # fp32 inputs: tf32 dot products where a backend has them (opt-in)
 
     @property
     def batch(self) -> int:
@@ -214,6 +215,7 @@ def build_problem(
     *,
     causal_alignment="top_left",
     return_lse=False,
+    allow_tf32=False,
 ) -> Problem:
     """Validate one call of `tqfa.attention` and describe it."""
     _check_qkv(q, k, v)
@@ -221,6 +223,8 @@ def build_problem(
         raise TypeError(f"is_causal must be a bool, got {type(is_causal).__name__}")
     if not isinstance(return_lse, bool):
         raise TypeError(f"return_lse must be a bool, got {type(return_lse).__name__}")
+    if not isinstance(allow_tf32, bool):
+        raise TypeError(f"allow_tf32 must be a bool, got {type(allow_tf32).__name__}")
     if causal_alignment not in CAUSAL_ALIGNMENTS:
         raise ValueError(
             f"causal_alignment must be one of {CAUSAL_ALIGNMENTS}, got {causal_alignment!r}"
@@ -249,4 +253,5 @@ def build_problem(
         scale=_check_scale(scale, q.shape[3]),
         return_lse=return_lse,
         requires_grad=requires_grad,
+        allow_tf32=allow_tf32,
     )

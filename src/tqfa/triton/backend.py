@@ -90,9 +90,7 @@ def forward(problem: Problem) -> tuple[torch.Tensor, torch.Tensor | None]:
     elif out.numel() > 0:
         launch = _launcher()
         target = INTERPRETER if launch.INTERPRETED else probe(problem.device)
-        # tf32 for fp32 inputs is an explicit opt-in of the call; the field is proposed for Problem.
-        allow_tf32 = getattr(problem, "allow_tf32", False)
-        launch.attention_forward(problem, out, lse, select_config(problem, target), allow_tf32)
+        launch.attention_forward(problem, out, lse, select_config(problem, target), problem.allow_tf32)
     return out, (lse if problem.return_lse else None)
 
 
