@@ -14,6 +14,7 @@ import torch
 from ..backend import Backend, Reason, Unsupported
 from ..device import probe
 from ..problem import Problem
+from .decode_config import select_decode_config
 from .tuning import INTERPRETER, nvidia_capability, select_config
 
 MAX_HEAD_DIM = 256
@@ -90,7 +91,14 @@ def forward(problem: Problem) -> tuple[torch.Tensor, torch.Tensor | None]:
     elif out.numel() > 0:
         launch = _launcher()
         target = INTERPRETER if launch.INTERPRETED else probe(problem.device)
-        launch.attention_forward(problem, out, lse, select_config(problem, target), problem.allow_tf32)
+        decode = select_decode_config(problem, target)
+        if decode is not None:  # short queries: split-KV, all q heads of a kv head in one tile
+            from . import decode_launch
+
+            decode_launch.decode_forward(problem, out, lse, decode, target.multiprocessors)
+        else:
+            launch.attention_forward(problem, out, lse, select_config(problem, target),
+                                     problem.allow_tf32)
     return out, (lse if problem.return_lse else None)
 
 

@@ -1,0 +1,118 @@
+"""Launch of the decode kernels: the split plan, strides, keyword arguments.
+
+The only decision made here is the split count, which follows from the problem, the
+configuration and the SM count (the backend passes device.probe(...).multiprocessors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+
+from ..problem import Problem
+from .decode_config import DecodeConfig
+from .decode_kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, decode_merge_kernel, decode_split_kernel
+
+# Under TRITON_INTERPRET=1 triton.jit returns an InterpretedFunction (decided at import).
+INTERPRETED = not isinstance(decode_split_kernel, triton.runtime.JITFunction)
+MERGE_BLOCK_D = 64  # head-dim slice per merge program: B=1 decode still gets 2 * Hq programs
+MERGE_BLOCK_S = 16  # splits read per merge step
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    block_m: int  # packed rows per program, a power of two >= 16
+    num_m: int  # row blocks per (batch, kv head)
+    num_splits: int
+    split_len: int  # keys per split, a multiple of the configuration's block_n
+
+    def programs(self, problem: Problem) -> int:
+        return problem.batch * problem.kv_heads * self.num_m * self.num_splits
+
+
+def _pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def visible_kv_len(problem: Problem) -> int:
+    """Keys [0, n) that some query may see: all of them, or up to the last row's causal limit."""
+    if problem.causal is None:
+        return problem.kv_len
+    return min(max(problem.q_len + problem.causal_offset, 0), problem.kv_len)
+
+
+def plan_splits(problem: Problem, config: DecodeConfig, multiprocessors: int,
+                num_splits: int | None = None) -> SplitPlan:
+    """Enough splits for about programs_per_sm programs per SM, none shorter than min_split_tiles
+    tiles, all of one length (the last may be shorter). num_splits overrides the count."""
+    rows = problem.group * problem.q_len
+    block_m = max(16, min(_pow2(rows), config.max_block_m))
+    num_m = triton.cdiv(rows, block_m)
+    tiles = max(1, triton.cdiv(visible_kv_len(problem), config.block_n))
+    if num_splits is None:
+        base = problem.batch * problem.kv_heads * num_m
+        wanted = triton.cdiv(config.programs_per_sm * multiprocessors, base)
+        num_splits = min(wanted, tiles // config.min_split_tiles)
+    per_split = triton.cdiv(tiles, max(1, min(num_splits, tiles)))
+    return SplitPlan(block_m, num_m, triton.cdiv(tiles, per_split), per_split * config.block_n)
+
+
+def _strides(t: torch.Tensor) -> tuple[int, ...]:
+    """Strides with those of size-1 dims set to 0 (torch leaves them arbitrary; Triton would
+    specialise on their values)."""
+    return tuple(0 if size == 1 else stride for size, stride in zip(t.shape, t.stride()))
+
+
+def _head_block(head_dim: int) -> int:
+    return max(16, _pow2(head_dim))
+
+
+def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: DecodeConfig,
+                   multiprocessors: int, num_splits: int | None = None) -> SplitPlan:
+    """Write out [B, Hq, Sq, D] (any strides) and lse (contiguous fp32 [B, Hq, Sq]); returns the
+    plan it ran. Needs B, Sq, Skv > 0 and Dv == D."""
+    assert lse.is_contiguous() and lse.dtype == torch.float32
+    q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
+    plan = plan_splits(problem, config, multiprocessors, num_splits)
+    split = plan.num_splits > 1
+    rows, d = problem.batch * problem.q_heads * problem.q_len, problem.head_dim
+    if split:  # acc [rows, S, D] then (m, l) [rows, S, 2], in one allocation
+        work = torch.empty(rows * plan.num_splits * (d + 2), dtype=torch.float32, device=q.device)
+        part, stats = work, work[rows * plan.num_splits * d:]
+    else:
+        part, stats = out, lse
+    smb, smh, smm, smn = _strides(mask) if mask is not None else (0, 0, 0, 0)
+    mask_kind = NO_MASK if mask is None else BOOL_MASK if mask.dtype == torch.bool else ADDITIVE_MASK
+    sqb, sqh, sqm, sqd = _strides(q)
+    skb, skh, skn, skd = _strides(k)
+    svb, svh, svn, svd = _strides(v)
+    sob, soh, som, sod = _strides(out)
+    precision = "tf32" if problem.allow_tf32 and q.dtype == torch.float32 else "ieee"
+    decode_split_kernel[(plan.programs(problem),)](
+        Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=part, Stats=stats,
+        stride_qb=sqb, stride_qh=sqh, stride_qm=sqm, stride_qd=sqd,
+        stride_kb=skb, stride_kh=skh, stride_kn=skn, stride_kd=skd,
+        stride_vb=svb, stride_vh=svh, stride_vn=svn, stride_vd=svd,
+        stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
+        stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
+        kv_heads=problem.kv_heads, group=problem.group, q_len=problem.q_len,
+        kv_len=problem.kv_len, causal_offset=problem.causal_offset, split_len=plan.split_len,
+        num_splits=plan.num_splits, sm_scale=problem.scale,
+        BLOCK_M=plan.block_m, BLOCK_N=config.block_n, HEAD_DIM=d, BLOCK_D=_head_block(d),
+        CAUSAL=problem.causal is not None, MASK_KIND=mask_kind,
+        KEY_MASK=mask is not None and smh == 0 and smm == 0,
+        FOLD_SCALE=problem.scale >= 0, SPLIT=split, DOT_PRECISION=precision,
+        num_warps=config.num_warps, num_stages=config.num_stages,
+    )
+    if split:
+        merge_block_d = min(MERGE_BLOCK_D, _head_block(d))
+        decode_merge_kernel[(rows, triton.cdiv(d, merge_block_d))](
+            Part=part, Stats=stats, Out=out, Lse=lse,
+            stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
+            q_heads=problem.q_heads, q_len=problem.q_len, num_splits=plan.num_splits,
+            HEAD_DIM=d, BLOCK_D=merge_block_d, BLOCK_S=MERGE_BLOCK_S,
+            num_warps=2,  # a [16, 64] tile: a wider program only waits longer for its loads
+        )
+    return plan
