@@ -31,7 +31,7 @@ from tqfa.triton.tuning import KernelConfig, head_block, select_config, smem_est
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 TRITON_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
-                torch.float64: "fp64", torch.bool: "i1"}
+                torch.float64: "fp64", torch.bool: "i1", torch.int32: "i32"}
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
 # Shared memory per block (opt-in) of the targets we tune for.
 SMEM = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
@@ -44,8 +44,11 @@ def specialise(kwargs: dict):
     signature, constexprs, attrs = {}, {}, {}
     for i, param in enumerate(fn.params):
         name, value = param.name, kwargs[param.name]
-        if param.is_constexpr:
+        if param.is_constexpr or value is None:
             signature[name], constexprs[name] = "constexpr", value
+        elif isinstance(value, launch.TensorDescriptor):
+            block = ",".join(map(str, value.block_shape))
+            signature[name] = f"tensordesc<{TRITON_TYPES[value.base.dtype]}[{block}]>"
         elif isinstance(value, torch.Tensor):
             signature[name] = "*" + TRITON_TYPES[value.dtype]
             attrs[(i,)] = [["tt.divisibility", 16]]

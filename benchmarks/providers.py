@@ -99,16 +99,29 @@ def _sdpa(kernel_name: str | None):
             )
         kernel = getattr(SDPBackend, kernel_name)
 
-        def run():
-            with sdpa_kernel(kernel):
-                return F.scaled_dot_product_attention(
-                    q, k, v, sdpa_mask, is_causal=is_causal, enable_gqa=True
-                )
+        def call(k, v):
+            def run():
+                with sdpa_kernel(kernel):
+                    return F.scaled_dot_product_attention(
+                        q, k, v, sdpa_mask, is_causal=is_causal, enable_gqa=True
+                    )
+
+            run()
+            return run
 
         try:
-            run()
+            return call(k, v)
         except RuntimeError as error:  # SDPA says "No available kernel" with its reasons
-            raise Unavailable(f"SDPA {kernel_name}: {str(error).splitlines()[0][:160]}") from None
+            reason = f"SDPA {kernel_name}: {str(error).splitlines()[0][:160]}"
+        if shape.q_heads == shape.kv_heads:
+            raise Unavailable(reason)
+        # SDPA's efficient kernel refuses GQA: give it K/V repeated per q head, outside the timing.
+        group = shape.q_heads // shape.kv_heads
+        try:
+            run = call(k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1))
+        except RuntimeError:
+            raise Unavailable(reason) from None
+        run.kv_repeated = True
         return run
 
     return build
@@ -130,8 +143,38 @@ def _flex(shape: Shape, q, k, v, mask):
     if shape.causal or keep is not None:
         block_mask = create_block_mask(mask_mod, shape.batch if keep is not None else None, None,
                                        shape.q_len, shape.kv_len, device=q.device)
+    # One compile per shape: dynamo's default limit (8 per function) would drop to eager mode
+    # after the eighth row.
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 256)
     compiled = torch.compile(flex_attention, dynamic=False)
     return lambda: compiled(q, k, v, block_mask=block_mask, enable_gqa=True)
+
+
+def tqfa_config(config):
+    """The triton kernel with one given configuration, through the launcher: no dispatch, outputs
+    allocated once (the public call is provider tqfa-triton)."""
+
+    def build(shape: Shape, q, k, v, mask):
+        from tqfa.problem import build_problem
+        from tqfa.triton import backend
+
+        problem = build_problem(q, k, v, mask, shape.causal, causal_alignment="bottom_right")
+        reason = backend.supports(problem)
+        if reason is not None:
+            raise Unavailable(str(reason))
+        out = torch.empty_like(q)
+        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
+        launch = backend._launcher()
+
+        def run():
+            launch.attention_forward(problem, out, lse, config, allow_tf32=False)
+            return out
+
+        return run
+
+    return build
 
 
 PROVIDERS = {
@@ -145,13 +188,14 @@ PROVIDERS = {
 }
 
 
-def median_seconds(fn, device, repeats: int = 10) -> float:
-    """Median time of `fn` after a warm-up call, synchronised on GPUs (events there)."""
+def median_seconds(fn, device, repeats: int = 10, rep_ms: float = 100) -> float:
+    """Median time of `fn` after a warm-up call, synchronised on GPUs (events there; do_bench
+    clears the L2 cache before each call, and its clearing hides the launch's host time)."""
     fn()
     if torch.device(device).type == "cuda":
         from triton.testing import do_bench
 
-        return do_bench(fn, warmup=25, rep=100, return_mode="median") / 1e3
+        return do_bench(fn, warmup=rep_ms / 4, rep=rep_ms, return_mode="median") / 1e3
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -1,4 +1,5 @@
-"""FlashAttention-2 forward in Triton: jit code only (launch.py computes strides and the grid).
+"""FlashAttention-2 forward in Triton: jit code only (launch.py computes strides, descriptors and
+the grid).
 
 Online softmax. One program owns BLOCK_M query rows of one (batch, q head) and streams the K/V
 tiles of its kv head (h // group). Per row it keeps the running max m_i, the running denominator
@@ -7,7 +8,7 @@ fp32. A new tile with row max m_new rescales both by alpha = exp(m_i - m_new). T
 acc / l_i and lse = m_i + log(l_i).
 
 Units: without an additive mask the scores are kept in log2 units, s = qk * (scale * log2 e). In
-full tiles with scale >= 0 (FOLD_SCALE: the row max then commutes with the scaling) p =
+tiles with scale > 0 (FOLD_SCALE: the row max then commutes with the scaling) p =
 exp2(qk * qk_scale - m) is one FMA and one exp2. With an additive mask the scores stay in natural
 units, s = qk * scale + mask, and the subtraction comes before the log2 e multiply: HF's finite
 mask minimum (finfo(bf16 / fp32).min ~ -3.4e38) times log2 e would overflow fp32 to -inf, turning
@@ -17,15 +18,34 @@ returns the uniform average of V. In natural units s stays finite and LSE stays 
 A row that has seen no visible key has m_i = -inf: the max is replaced by 0 before exp2 (so
 -inf - -inf never makes NaN), l_i stays 0 and the epilogue writes 0 and LSE -inf.
 
+Head dim: tl.dot needs power-of-two shapes. A head dim that is not one is split into two parts,
+BLOCK_D + BLOCK_D1 columns (96 = 64 + 32, 80 = 64 + 16), each with its own dots and accumulator,
+instead of padding it to the next power of two (which wastes a quarter of the MMA work at 96).
+BLOCK_D1 = 0: one part; masks on the head dim compile away when HEAD_DIM fills the parts.
+
+Feature flags (launch.py sets them from the problem and the configuration):
+- TMA: Q, K and V are read through tensor descriptors ([B, H, S, D], one per head-dim part)
+  instead of pointer tensors: the copy engine fetches tiles and zero-fills rows past the sequence
+  end, which frees the registers the int64 pointer tiles held and drops all load predicates.
+- WARP_SPEC: the KV loop is warp specialised (a producer warp group issues the TMA loads, two
+  consumer warp groups split the rows, FlashAttention-3's layout). Needs TMA.
+- MASK_ROWS: the mask varies along query rows; without it (key-padding masks, [B, 1, 1, Skv]) one
+  [BLOCK_N] vector per tile is read instead of a [BLOCK_M, BLOCK_N] tile of equal rows.
+- KV_RANGE: per (batch, head) the launcher found the span [first_live, live_end) of keys that are
+  not masked out (bool False or the mask dtype's minimum) and the first key with a real weight
+  (>= half that minimum). A block whose first row sees such a key gives every key outside the
+  span exactly zero weight (its score is at least |minimum| / 2 below the row max), so those tiles
+  are skipped. A block without one keeps every key: SDPA averages V over minimum-masked rows.
+
 Specialisation: lengths and causal_offset are never specialised (no compile per length); strides
 keep Triton's 1 / multiple-of-16 specialisation, which proves the 16-byte alignment of the tile
 loads (launch.py zeroes the strides of size-1 dims, so only a stride that is itself a length, such
-as a key-padding mask's Skv, adds variants: at most three). Masks on the head dim compile away
-when it is a power of two (HEAD_DIM == BLOCK_D).
+as a key-padding mask's Skv, adds variants: at most three).
 
 Grid: one axis, cdiv(Sq, BLOCK_M) * B * Hq programs, query blocks fastest so that neighbouring
-programs share K/V in L2 (one axis also avoids the 65535 limit of the others). With causal the
-query blocks run in reverse order: the longest rows start first and the short ones fill the tail.
+programs share K/V in L2, and the q heads of one kv head adjacent (one axis also avoids the 65535
+limit of the others). With causal the query blocks run in reverse order: the longest rows start
+first and the short ones fill the tail.
 """
 
 import triton
@@ -41,49 +61,83 @@ ADDITIVE_MASK = tl.constexpr(2)
 
 
 @triton.jit
+def _load_kv(desc, desc1, head, offs, offs1, b, kvh, start_n, cols, kv_len, offs_d, offs_d1,
+             stride_n, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+             BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, TMA: tl.constexpr):
+    """A K or V tile [BLOCK_N, BLOCK_D] and its second head-dim part (itself when BLOCK_D1 == 0).
+    Keys past kv_len and columns past HEAD_DIM read as 0."""
+    if TMA:
+        x = desc.load([b, kvh, start_n, 0]).reshape([BLOCK_N, BLOCK_D])
+        x1 = x
+        if BLOCK_D1 > 0:
+            x1 = desc1.load([b, kvh, start_n, BLOCK_D]).reshape([BLOCK_N, BLOCK_D1])
+    else:
+        ptrs = head + tl.cast(start_n, tl.int64) * stride_n + offs
+        ok = tl.full([BLOCK_N, 1], 1, tl.int1)
+        if BOUNDARY:
+            ok = (cols < kv_len)[:, None]
+        if BOUNDARY or HEAD_DIM < BLOCK_D:
+            x = tl.load(ptrs, mask=ok & (offs_d < HEAD_DIM)[None, :], other=0.0)
+        else:
+            x = tl.load(ptrs)
+        x1 = x
+        if BLOCK_D1 > 0:
+            ptrs1 = head + tl.cast(start_n, tl.int64) * stride_n + offs1
+            if BOUNDARY or HEAD_DIM < BLOCK_D + BLOCK_D1:
+                x1 = tl.load(ptrs1, mask=ok & (offs_d1 < HEAD_DIM)[None, :], other=0.0)
+            else:
+                x1 = tl.load(ptrs1)
+    return x, x1
+
+
+@triton.jit
 def _attend_tiles(
-    acc, l_i, m_i, q,
-    k_head, v_head, mask_rows, k_offs, v_offs, mask_offs, offs_n, offs_d,
-    col_limit, n_start, n_stop, kv_len, sm_scale, qk_scale,
-    stride_kn, stride_vn, stride_mn,
-    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    BOUNDARY: tl.constexpr, MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    acc, acc1, l_i, m_i, q, q1,
+    k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
+    mask_base, mask_offs, offs_n, offs_d, offs_d1, b, kvh,
+    col_limit, n_start, n_stop, kv_len, sm_scale, qk_scale, stride_kn, stride_vn, stride_mn,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
+    BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
+    MASK_ROWS: tl.constexpr, FOLD_SCALE: tl.constexpr, TMA: tl.constexpr,
+    WARP_SPEC: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Stream the KV tiles [n_start, n_stop). BOUNDARY tiles may hold keys that some rows must not
     see (causal diagonal, ragged end: key > col_limit of its row); the other tiles run without any
     visibility code."""
-    for start_n in range(n_start, n_stop, BLOCK_N):
-        start = tl.cast(start_n, tl.int64)
+    for start_n in tl.range(n_start, n_stop, BLOCK_N, warp_specialize=WARP_SPEC):
         cols = start_n + offs_n
-        if BOUNDARY:
-            kv_ok = (cols < kv_len)[:, None]
-            if HEAD_DIM != BLOCK_D:
-                kv_ok = kv_ok & (offs_d < HEAD_DIM)[None, :]
-            k = tl.load(k_head + start * stride_kn + k_offs, mask=kv_ok, other=0.0)
-            v = tl.load(v_head + start * stride_vn + v_offs, mask=kv_ok, other=0.0)
-        elif HEAD_DIM != BLOCK_D:
-            d_ok = (offs_d < HEAD_DIM)[None, :]
-            k = tl.load(k_head + start * stride_kn + k_offs, mask=d_ok, other=0.0)
-            v = tl.load(v_head + start * stride_vn + v_offs, mask=d_ok, other=0.0)
-        else:
-            k = tl.load(k_head + start * stride_kn + k_offs)
-            v = tl.load(v_head + start * stride_vn + v_offs)
+        k, k1 = _load_kv(k_desc, k_desc1, k_head, k_offs, k_offs1, b, kvh, start_n, cols, kv_len,
+                         offs_d, offs_d1, stride_kn, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1,
+                         BOUNDARY, TMA)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
+        if BLOCK_D1 > 0:
+            qk = tl.dot(q1, tl.trans(k1), qk, input_precision=DOT_PRECISION)
 
         if MASK_KIND != NO_MASK:
-            mask_ptrs = mask_rows[:, None] + (start * stride_mn + mask_offs)[None, :]
+            # [BLOCK_M, BLOCK_N], or [1, BLOCK_N] when every row holds the same mask values.
+            mask_ptrs = mask_base + (tl.cast(start_n, tl.int64) * stride_mn + mask_offs)[None, :]
             if BOUNDARY:
                 mask_val = tl.load(mask_ptrs, mask=(cols < kv_len)[None, :], other=0)
             else:
                 mask_val = tl.load(mask_ptrs)
 
-        if MASK_KIND == NO_MASK and not BOUNDARY and FOLD_SCALE:
-            # The hot path: every score is finite and qk_scale >= 0, so the max commutes with the
-            # scaling and the exp2 argument is one FMA.
+        if BOUNDARY:
+            # Keys past a row's limit: per element on the causal diagonal, per column otherwise.
+            if CAUSAL:
+                visible = cols[None, :] <= col_limit[:, None]
+            else:
+                visible = (cols < kv_len)[None, :]
+        if MASK_KIND == NO_MASK and FOLD_SCALE:
+            # The hot path: visible scores are finite and qk_scale > 0, so the max commutes with
+            # the scaling (hidden keys are -inf before it) and the exp2 argument is one FMA.
+            if BOUNDARY:
+                qk = tl.where(visible, qk, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-            p = tl.math.exp2(tl.fma(qk, qk_scale, -m_new[:, None]))
-            alpha = tl.math.exp2(m_i - m_new)
+            m_use = m_new
+            if BOUNDARY:  # a row that has seen no key yet still has m = -inf
+                m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(tl.fma(qk, qk_scale, -m_use[:, None]))
+            alpha = tl.math.exp2(m_i - m_use)
         else:
             if MASK_KIND == ADDITIVE_MASK:
                 s = qk * sm_scale + mask_val.to(tl.float32)
@@ -92,7 +146,7 @@ def _attend_tiles(
             if MASK_KIND == BOOL_MASK:
                 s = tl.where(mask_val != 0, s, float("-inf"))
             if BOUNDARY:
-                s = tl.where(cols[None, :] <= col_limit[:, None], s, float("-inf"))
+                s = tl.where(visible, s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, 1))
             m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
             if MASK_KIND == ADDITIVE_MASK:
@@ -102,106 +156,156 @@ def _attend_tiles(
                 p = tl.math.exp2(s - m_use[:, None])
                 alpha = tl.math.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
-        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
+        v, v1 = _load_kv(v_desc, v_desc1, v_head, v_offs, v_offs1, b, kvh, start_n, cols, kv_len,
+                         offs_d, offs_d1, stride_vn, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1,
+                         BOUNDARY, TMA)
+        p = p.to(v.dtype)
+        acc = tl.dot(p, v, acc * alpha[:, None], input_precision=DOT_PRECISION)
+        if BLOCK_D1 > 0:
+            acc1 = tl.dot(p, v1, acc1 * alpha[:, None], input_precision=DOT_PRECISION)
         m_i = m_new
-    return acc, l_i, m_i
+    return acc, acc1, l_i, m_i
 
 
 @triton.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
 def attention_fwd_kernel(
-    Q, K, V, Mask, Out, Lse,
+    Q, K, V, Mask, Out, Lse, KeyRange,
+    q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
     stride_qb, stride_qh, stride_qm, stride_qd,
     stride_kb, stride_kh, stride_kn, stride_kd,
     stride_vb, stride_vh, stride_vn, stride_vd,
     stride_mb, stride_mh, stride_mm, stride_mn,
     stride_ob, stride_oh, stride_om, stride_od,
+    stride_rb, stride_rh,
     q_heads, group, q_len, kv_len, causal_offset, sm_scale,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
+    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
+    KV_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr, TMA: tl.constexpr,
+    WARP_SPEC: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
-    Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len."""
+    Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
+    The *_desc arguments are read with TMA only; KeyRange ([B, H, 3] int32) with KV_RANGE only."""
     num_m = tl.cdiv(q_len, BLOCK_M)
     pid = tl.program_id(0)
     bh = pid // num_m
     m_block = pid % num_m
     if CAUSAL:
         m_block = num_m - 1 - m_block
-    b = (bh // q_heads).to(tl.int64)
-    h = bh % q_heads
-    kvh = (h // group).to(tl.int64)
-    h = h.to(tl.int64)
+    # int32 indices for the descriptors, int64 before any multiplication by a stride.
+    b32 = bh // q_heads
+    h32 = bh % q_heads
+    kvh32 = h32 // group
+    b, h, kvh = b32.to(tl.int64), h32.to(tl.int64), kvh32.to(tl.int64)
 
     start_m = m_block * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
+    offs_d1 = BLOCK_D + tl.arange(0, BLOCK_D1 if BLOCK_D1 > 0 else 16)
     # Rows past Sq read row Sq - 1 (never stored): the Q and mask loads need no row predicate.
     rows = tl.minimum(offs_m, q_len - 1).to(tl.int64)
-    d_ok = (offs_d < HEAD_DIM)[None, :]
-
-    q_ptrs = Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd
-    if HEAD_DIM == BLOCK_D:
-        q = tl.load(q_ptrs)
-    else:
-        q = tl.load(q_ptrs, mask=d_ok, other=0.0)
 
     k_head = K + b * stride_kb + kvh * stride_kh
     v_head = V + b * stride_vb + kvh * stride_vh
     offs_n64 = offs_n.to(tl.int64)
     k_offs = offs_n64[:, None] * stride_kn + offs_d[None, :] * stride_kd
     v_offs = offs_n64[:, None] * stride_vn + offs_d[None, :] * stride_vd
-    mask_rows = Mask + b * stride_mb + h * stride_mh + rows * stride_mm
+    k_offs1 = offs_n64[:, None] * stride_kn + offs_d1[None, :] * stride_kd
+    v_offs1 = offs_n64[:, None] * stride_vn + offs_d1[None, :] * stride_vd
+    if TMA:
+        q = q_desc.load([b32, h32, start_m, 0]).reshape([BLOCK_M, BLOCK_D])
+        q1 = q
+        if BLOCK_D1 > 0:
+            q1 = q_desc1.load([b32, h32, start_m, BLOCK_D]).reshape([BLOCK_M, BLOCK_D1])
+    else:
+        q_rows = Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qm
+        if HEAD_DIM < BLOCK_D:
+            q = tl.load(q_rows + offs_d[None, :] * stride_qd, mask=(offs_d < HEAD_DIM)[None, :],
+                        other=0.0)
+        else:
+            q = tl.load(q_rows + offs_d[None, :] * stride_qd)
+        q1 = q
+        if BLOCK_D1 > 0:
+            q1 = tl.load(q_rows + offs_d1[None, :] * stride_qd, mask=(offs_d1 < HEAD_DIM)[None, :],
+                         other=0.0)
+    mask_base = Mask + b * stride_mb + h * stride_mh
+    if MASK_ROWS:
+        mask_base = mask_base + rows[:, None] * stride_mm
     mask_offs = offs_n64 * stride_mn
 
     qk_scale = sm_scale * LOG2E
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    acc1 = tl.zeros([BLOCK_M, BLOCK_D1 if BLOCK_D1 > 0 else 16], dtype=tl.float32)
 
-    # Tiles [0, n_full) are visible to every row of this block; [n_full, n_stop) need the per-row
-    # limit col_limit; tiles past n_stop are visible to no row and are never loaded.
+    # Tiles [n_lo, n_full) are visible to every row of this block; [n_full, n_stop) need the
+    # per-row limit col_limit; tiles outside [n_lo, n_stop) are visible to no row (or have no
+    # weight, KV_RANGE) and are never loaded.
     last_row = tl.minimum(start_m + BLOCK_M, q_len) - 1
     if CAUSAL:
         n_stop = tl.minimum(tl.maximum(last_row + causal_offset + 1, 0), kv_len)
         n_full = tl.minimum(tl.maximum(start_m + causal_offset + 1, 0), kv_len) // BLOCK_N * BLOCK_N
         col_limit = tl.minimum(offs_m + causal_offset, kv_len - 1)
+        first_row_sees = start_m + causal_offset
     else:
         n_stop = kv_len
         n_full = kv_len // BLOCK_N * BLOCK_N
         col_limit = tl.full([BLOCK_M], 0, dtype=tl.int32) + (kv_len - 1)
+        first_row_sees = kv_len - 1
+    n_lo = 0
+    full_stop = n_full
+    if KV_RANGE:
+        key_range = KeyRange + b * stride_rb + h * stride_rh
+        anchored = tl.load(key_range + 2) <= first_row_sees
+        n_lo = tl.where(anchored, tl.load(key_range) // BLOCK_N * BLOCK_N, 0)
+        n_stop = tl.where(anchored, tl.minimum(n_stop, tl.load(key_range + 1)), n_stop)
+        full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
 
-    acc, l_i, m_i = _attend_tiles(
-        acc, l_i, m_i, q, k_head, v_head, mask_rows, k_offs, v_offs, mask_offs, offs_n, offs_d,
-        col_limit, 0, n_full, kv_len, sm_scale, qk_scale, stride_kn, stride_vn, stride_mn,
-        BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D, BOUNDARY=False,
-        MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, DOT_PRECISION=DOT_PRECISION,
-    )
-    acc, l_i, m_i = _attend_tiles(
-        acc, l_i, m_i, q, k_head, v_head, mask_rows, k_offs, v_offs, mask_offs, offs_n, offs_d,
-        col_limit, n_full, n_stop, kv_len, sm_scale, qk_scale, stride_kn, stride_vn, stride_mn,
-        BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D, BOUNDARY=True,
-        MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, DOT_PRECISION=DOT_PRECISION,
+    if not WARP_SPEC:
+        acc, acc1, l_i, m_i = _attend_tiles(
+            acc, acc1, l_i, m_i, q, q1, k_desc, k_desc1, v_desc, v_desc1, k_head, v_head,
+            k_offs, k_offs1, v_offs, v_offs1, mask_base, mask_offs, offs_n, offs_d, offs_d1,
+            b32, kvh32, col_limit, n_lo, full_stop, kv_len, sm_scale, qk_scale,
+            stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D,
+            BLOCK_D1=BLOCK_D1, BOUNDARY=False, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND,
+            MASK_ROWS=MASK_ROWS, FOLD_SCALE=FOLD_SCALE, TMA=TMA, WARP_SPEC=False,
+            DOT_PRECISION=DOT_PRECISION,
+        )
+        n_lo = tl.maximum(n_full, n_lo)
+    # The boundary tiles. Triton 3.6 warp-specialises a kernel with one KV loop only, so with
+    # WARP_SPEC this loop takes every tile, each paying the visibility select.
+    acc, acc1, l_i, m_i = _attend_tiles(
+        acc, acc1, l_i, m_i, q, q1, k_desc, k_desc1, v_desc, v_desc1, k_head, v_head,
+        k_offs, k_offs1, v_offs, v_offs1, mask_base, mask_offs, offs_n, offs_d, offs_d1,
+        b32, kvh32, col_limit, n_lo, n_stop, kv_len, sm_scale, qk_scale,
+        stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D,
+        BLOCK_D1=BLOCK_D1, BOUNDARY=True, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND,
+        MASK_ROWS=MASK_ROWS, FOLD_SCALE=FOLD_SCALE, TMA=TMA, WARP_SPEC=WARP_SPEC,
+        DOT_PRECISION=DOT_PRECISION,
     )
 
     # Epilogue: rows with no visible key have l_i == 0 and acc == 0.
     seen = l_i > 0.0
     l_safe = tl.where(seen, l_i, 1.0)
-    out = acc / l_safe[:, None]
     if MASK_KIND == ADDITIVE_MASK:
         lse = m_i + tl.log(l_safe)
     else:
         lse = (m_i + tl.math.log2(l_safe)) * LN2
     lse = tl.where(seen, lse, float("-inf"))
-
     row_ok = offs_m < q_len
-    o_ptrs = (Out + b * stride_ob + h * stride_oh + offs_m.to(tl.int64)[:, None] * stride_om
-              + offs_d[None, :] * stride_od)
-    o_ok = row_ok[:, None]
-    if HEAD_DIM != BLOCK_D:
-        o_ok = o_ok & d_ok
-    tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=o_ok)
     tl.store(Lse + bh.to(tl.int64) * q_len + offs_m, lse, mask=row_ok)
+
+    # Pointer stores: a descriptor store would need a reshape that Triton 3.6's warp
+    # specialisation cannot partition, and the epilogue is a small part of the work.
+    dtype = Out.dtype.element_ty
+    o_rows = Out + b * stride_ob + h * stride_oh + offs_m.to(tl.int64)[:, None] * stride_om
+    o_ok = row_ok[:, None]
+    if HEAD_DIM < BLOCK_D:
+        o_ok = o_ok & (offs_d < HEAD_DIM)[None, :]
+    tl.store(o_rows + offs_d[None, :] * stride_od, (acc / l_safe[:, None]).to(dtype), mask=o_ok)
+    if BLOCK_D1 > 0:
+        tl.store(o_rows + offs_d1[None, :] * stride_od, (acc1 / l_safe[:, None]).to(dtype),
+                 mask=row_ok[:, None] & (offs_d1 < HEAD_DIM)[None, :])

@@ -1,5 +1,5 @@
-"""Launch of the forward kernel: strides, grid, constexpr flags, keyword arguments. No policy:
-the backend picks the configuration and allocates the outputs."""
+"""Launch of the forward kernel: strides, tensor descriptors, key ranges, grid, constexpr flags,
+keyword arguments. No policy: the backend picks the configuration and allocates the outputs."""
 
 from __future__ import annotations
 
@@ -10,9 +10,25 @@ from ..problem import Problem
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
 from .tuning import KernelConfig, head_block
 
+try:  # host-side tensor descriptors (triton >= 3.4)
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:
+    TensorDescriptor = None
+
 # Under TRITON_INTERPRET=1, triton.jit returns an InterpretedFunction instead of a JITFunction; it
 # decides when kernel.py is imported, not when the kernel is called.
 INTERPRETED = not isinstance(attention_fwd_kernel, triton.runtime.JITFunction)
+
+
+def head_parts(head_dim: int) -> tuple[int, int]:
+    """(BLOCK_D, BLOCK_D1): the head dim as one power of two (padded), or as two when that pads
+    less (96 = 64 + 32, 80 = 64 + 16, 40 = 32 + 16; 112 stays 128, 24 stays 32)."""
+    padded = head_block(head_dim)
+    low = 1 << (head_dim.bit_length() - 1)
+    if low < 16 or low == head_dim:
+        return padded, 0
+    high = max(16, 1 << (head_dim - low - 1).bit_length())
+    return (low, high) if low + high < padded else (padded, 0)
 
 
 def _strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
@@ -21,6 +37,58 @@ def _strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
     if t is None:
         return (0, 0, 0, 0)
     return tuple(0 if size == 1 else stride for size, stride in zip(t.shape, t.stride()))
+
+
+def _tma_strides(t: torch.Tensor) -> list[int] | None:
+    """Strides for a [B, H, S, D] tensor descriptor, or None when the copy engine cannot read `t`
+    (it needs a 16-byte aligned base, unit stride on D and 16-byte multiples elsewhere). A size-1
+    dim's stride is never used: it gets the extent of the next dim, which is aligned if that is."""
+    strides = list(t.stride())
+    for i in (2, 1, 0):
+        if t.shape[i] == 1:
+            strides[i] = t.shape[i + 1] * strides[i + 1]
+    elt = t.element_size()
+    if t.data_ptr() % 16 or strides[3] != 1 or any(s * elt % 16 or s <= 0 for s in strides[:3]):
+        return None
+    return strides
+
+
+def _descriptors(problem: Problem, config: KernelConfig, parts) -> dict | None:
+    """The kernel's six descriptor arguments (None where unused), or None if a tensor cannot be
+    read through descriptors."""
+    tensors = {"q": (problem.q, config.block_m), "k": (problem.k, config.block_n),
+               "v": (problem.v, config.block_n)}
+    descs = {}
+    for name, (t, rows) in tensors.items():
+        strides = _tma_strides(t)
+        if strides is None or TensorDescriptor is None:
+            return None
+        for suffix, width in zip(("", "1"), parts):
+            descs[f"{name}_desc{suffix}"] = (
+                TensorDescriptor(t, list(t.shape), strides, [1, 1, rows, width]) if width else None)
+    return descs
+
+
+def key_ranges(mask: torch.Tensor) -> torch.Tensor:
+    """[B', H', 3] int32 for a mask that does not vary along query rows (B', H' = 1 where it is
+    broadcast): first live key, one past the last live key, first key with a real weight.
+
+    Dead: bool False, or at most the float mask dtype's minimum (HF's padding value, -inf).
+    Real weight: True, or at least half that minimum. Rows without such a key keep every key
+    (kernel.py: KV_RANGE)."""
+    rows = mask[:, :, 0]
+    rows = rows[: 1 if rows.stride(0) == 0 else None, : 1 if rows.stride(1) == 0 else None]
+    if rows.dtype == torch.bool:
+        live = strong = rows
+    else:
+        lowest = torch.finfo(rows.dtype).min
+        live, strong = rows > lowest, rows >= lowest / 2
+    n = rows.shape[-1]
+    idx = torch.arange(n, device=rows.device, dtype=torch.int32)
+    first_live = torch.where(live, idx, n).amin(-1)
+    live_end = torch.where(live, idx + 1, 0).amax(-1)
+    first_strong = torch.where(strong, idx, n).amin(-1)
+    return torch.stack([first_live, live_end, first_strong], dim=-1).to(torch.int32)
 
 
 def _mask_kind(problem: Problem) -> int:
@@ -39,26 +107,39 @@ def kernel_arguments(
     svb, svh, svn, svd = _strides(v)
     smb, smh, smm, smn = _strides(mask)
     sob, soh, som, sod = _strides(out)
+    parts = head_parts(problem.head_dim)
+    # Configurations that name a feature the tuning data cannot hold yet default to off.
+    descs = _descriptors(problem, config, parts) if getattr(config, "tma", False) else None
+    ranges = key_ranges(mask) if mask is not None and smm == 0 else None
+    srb, srh, _, _ = _strides(None if ranges is None else ranges[:, :, None])
     num_m = triton.cdiv(problem.q_len, config.block_m)
     grid = (num_m * problem.batch * problem.q_heads,)
     # tf32 only changes fp32 dots; 16-bit dots always run on the tensor cores.
     precision = "tf32" if allow_tf32 and q.dtype == torch.float32 else "ieee"
     return grid, dict(
-        Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Lse=lse,
+        Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Lse=lse, KeyRange=ranges,
+        **(descs or dict.fromkeys(
+            ("q_desc", "q_desc1", "k_desc", "k_desc1", "v_desc", "v_desc1"))),
         stride_qb=sqb, stride_qh=sqh, stride_qm=sqm, stride_qd=sqd,
         stride_kb=skb, stride_kh=skh, stride_kn=skn, stride_kd=skd,
         stride_vb=svb, stride_vh=svh, stride_vn=svn, stride_vd=svd,
         stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
         stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
+        stride_rb=srb, stride_rh=srh,
         q_heads=problem.q_heads, group=problem.group,
         q_len=problem.q_len, kv_len=problem.kv_len, causal_offset=problem.causal_offset,
         sm_scale=problem.scale,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-        HEAD_DIM=problem.head_dim, BLOCK_D=head_block(problem.head_dim),
+        HEAD_DIM=problem.head_dim, BLOCK_D=parts[0], BLOCK_D1=parts[1],
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
-        FOLD_SCALE=problem.scale >= 0,
+        MASK_ROWS=smm != 0, KV_RANGE=ranges is not None,
+        FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
+        # Triton 3.6 fails to warp-specialise a loop that also loads a mask tile.
+        WARP_SPEC=descs is not None and mask is None and getattr(config, "warp_specialize", False),
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
+        # waves_per_eu, matrix_instr_nonkdim: HIP compiler options, unknown to the CUDA one.
+        **(config.amd_options() if torch.version.hip else {}),
     )
 
 
