@@ -50,6 +50,47 @@ def info(device: torch.device) -> str:
     return "\n".join(lines)
 
 
+def _meta_problem(shape, dtype: torch.dtype, causal: bool, mask: bool):
+    b, hq, hkv, sq, skv, d = shape
+    q = torch.empty(b, hq, sq, d, dtype=dtype, device="meta")
+    k = torch.empty(b, hkv, skv, d, dtype=dtype, device="meta")
+    attn_mask = torch.empty(b, 1, sq, skv, dtype=dtype, device="meta") if mask else None
+    return build_problem(q, k, k, attn_mask, is_causal=causal)
+
+
+def tuning_info(device: torch.device, arch: str | None = None, shape=None, dtype: str = "bf16",
+                causal: bool = False, mask: bool = False) -> str:
+    """The triton target family of `device` (or of `arch`) and the configuration `shape` gets."""
+    from .triton import tuning
+
+    if arch is not None:
+        target = tuning.target_for_arch(arch)
+    elif device.type == "cuda":
+        target = probe(device)
+    elif os.environ.get("TRITON_INTERPRET") == "1":
+        target = tuning.INTERPRETER
+    else:
+        return f"triton target: none for {device.type} (TRITON_INTERPRET is not set; --arch names one)"
+    try:
+        family = tuning.family_of(target)
+        override = tuning.override_config(target)
+        autotune = tuning.autotune_requested()
+    except ValueError as exc:
+        return f"triton target: {exc}"
+    generic = "" if family.claims else " (generic: no table of its own)"
+    lines = [f"triton target: {target.arch} -> tuning family {family.name}{generic}"]
+    if shape is not None:
+        torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+        problem = _meta_problem(shape, torch_dtype, causal, mask)
+        lines.append(f"  {problem.describe()}: default {tuning.default_config(problem, target)}")
+        if override is not None:
+            lines.append(f"  {tuning.CONFIG_ENV} overrides it: {override}")
+        elif autotune and target.vendor != "interpreter":
+            names = ", ".join(map(str, tuning.candidates(problem, target)))
+            lines.append(f"  {tuning.AUTOTUNE_ENV}=1 times these at the first call of its bucket: {names}")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class CheckProblem:
     name: str

@@ -1,22 +1,46 @@
-"""Kernel configuration: one default per (target family, head-dim bucket, element size).
+"""Kernel configurations per target family, and how one is chosen for a call.
 
-The data lives in defaults.py; this module holds the selection logic. Nothing is autotuned at run
-time: a new shape costs one compile, never a sweep.
+The data lives in one module per family (sm80, sm86, sm90, cdna, rdna3, rdna4, the generic
+nvidia and amd fallbacks, the interpreter); this module maps a probed Target to its family and
+picks a configuration, in this order of authority:
+  1. TQFA_TRITON_CONFIG: one configuration as JSON, for experts (invalid values raise);
+  2. TQFA_AUTOTUNE=1: the family's pruned space, timed once per bucketed key per process;
+  3. the family's deterministic default for (head-dim bucket, element size[, masked]).
+Both variables are read here, at selection; kernels and launchers never read the environment.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
 from dataclasses import replace
 
 from ...device import Target
 from ...problem import Problem
-from . import defaults
-from .config import KernelConfig
+from . import amd, autotune, cdna, interpreter, nvidia, rdna3, rdna4, sm80, sm86, sm90
+from .config import Family, KernelConfig, Key, Tuning
 
-__all__ = ["INTERPRETER", "KernelConfig", "head_block", "nvidia_capability", "select_config"]
+__all__ = [
+    "AUTOTUNE_ENV", "CONFIG_ENV", "FAMILIES", "INTERPRETER", "Family", "KernelConfig", "Tuning",
+    "autotune_requested", "candidates", "default_config", "family_of", "head_block", "head_bucket",
+    "nvidia_capability", "override_config", "problem_key", "select_config", "smem_estimate",
+    "target_for_arch",
+]
+
+CONFIG_ENV = "TQFA_TRITON_CONFIG"
+AUTOTUNE_ENV = "TQFA_AUTOTUNE"
 
 # The Triton interpreter (TRITON_INTERPRET=1) as a target: whatever device the tensors are on.
 INTERPRETER = Target("interpreter", "interpreter", "Triton interpreter", 1, 0, 1)
+
+# Every family by name; the generic ones last: they take what no other family of their vendor claims.
+FAMILIES = {family.name: family for family in (
+    sm80.FAMILY, sm86.FAMILY, sm90.FAMILY, cdna.FAMILY, rdna3.FAMILY, rdna4.FAMILY,
+    interpreter.FAMILY, nvidia.FAMILY, amd.FAMILY,
+)}
+
+_log = logging.getLogger("tqfa")
 
 
 def nvidia_capability(target: Target) -> int:
@@ -29,22 +53,57 @@ def head_block(head_dim: int) -> int:
     return max(16, 1 << (head_dim - 1).bit_length())
 
 
-def _head_bucket(head_dim: int) -> int:
+def head_bucket(head_dim: int) -> int:
     return 64 if head_dim <= 64 else 128 if head_dim <= 128 else 256
+
+
+def problem_key(problem: Problem) -> Key:
+    return head_bucket(problem.head_dim), problem.q.element_size()
+
+
+def _describe(target: Target) -> str:
+    return target.arch if target.name == target.arch else f"{target.name} ({target.arch})"
+
+
+@functools.cache
+def _log_generic(family: str, device: str) -> None:
+    _log.info("tqfa: no tuning table for %s; using the generic %s configurations", device, family)
+
+
+def family_of(target: Target) -> Family:
+    """The family that tunes `target`: the first that claims its arch, else its vendor's generic
+    family (logged once per arch). NVIDIA below sm80 has none (the backend refuses it first)."""
+    if target.vendor == "nvidia" and nvidia_capability(target) < 80:
+        raise ValueError(f"the triton kernel needs sm80 or newer, got {_describe(target)}")
+    for family in FAMILIES.values():
+        if family.vendor == target.vendor and family.claims_arch(target.arch):
+            return family
+    generic = FAMILIES.get(target.vendor)
+    if generic is None:
+        raise ValueError(f"no triton tuning for {target.vendor} device {_describe(target)}")
+    _log_generic(generic.name, _describe(target))
+    return generic
+
+
+def target_for_arch(arch: str) -> Target:
+    """A Target for an arch name ("sm89", "gfx942"), with the shared memory of the family that
+    lists it (0 = unknown): what compile-check compiles for and `info --arch` describes."""
+    vendor = "amd" if arch.startswith("gfx") else "nvidia"
+    shared = next((f.archs[arch] for f in FAMILIES.values() if arch in f.archs), 0)
+    warp = 64 if arch.startswith("gfx9") else 32
+    return Target(vendor, arch, arch, 0, shared, warp)
 
 
 def smem_estimate(config: KernelConfig, block_d: int, elt_bytes: int, mask_bytes: int = 0) -> int:
     """Shared memory of the pipelined K/V tiles, the Q tile and the pipelined mask tile (its
-    element size; 0 without a mask): Triton's allocation on sm90, an upper bound on sm80."""
+    element size; 0 without a mask): Triton's allocation on sm90, an upper bound elsewhere."""
     kv_and_q = (config.num_stages * 2 * config.block_n + config.block_m) * block_d * elt_bytes
     return kv_and_q + (config.num_stages - 1) * config.block_m * config.block_n * mask_bytes
 
 
-def _fit(
-    config: KernelConfig, block_d: int, elt_bytes: int, mask_bytes: int, smem_bytes: int
-) -> KernelConfig:
-    """Shallower pipeline, then narrower KV tiles, until the estimate fits the device."""
-    while smem_bytes and smem_estimate(config, block_d, elt_bytes, mask_bytes) > smem_bytes:
+def _fit(config: KernelConfig, block_d: int, elt_bytes: int, mask_bytes: int, limit: int) -> KernelConfig:
+    """Shallower pipeline, then narrower KV tiles, until the estimate fits `limit`."""
+    while smem_estimate(config, block_d, elt_bytes, mask_bytes) > limit:
         if config.num_stages > 1:
             config = replace(config, num_stages=config.num_stages - 1)
         elif config.block_n > 16:
@@ -54,17 +113,89 @@ def _fit(
     return config
 
 
-def select_config(problem: Problem, target: Target) -> KernelConfig:
+def _tuning(family: Family, kind: str) -> Tuning:
+    if kind not in family.kinds:
+        raise ValueError(f"no {kind!r} tuning for the {family.name} family; it has {sorted(family.kinds)}")
+    return family.kinds[kind]
+
+
+def _fit_limit(family: Family, target: Target) -> int | None:
+    """The shared memory to fit configurations into by estimate, or None: the interpreter has no
+    limit, and compile-check measures a named family's data on the archs it lists (the compiler's
+    numbers beat the estimate, which overshoots on AMD) for devices with at least that much.
+    Generic families run on archs nobody listed for them: always by estimate."""
+    checked = family.archs.get(target.arch) if family.claims else None
+    if not target.shared_memory or (checked is not None and target.shared_memory >= checked):
+        return None
+    return target.shared_memory
+
+
+def _mask_bytes(problem: Problem) -> int:
+    return 0 if problem.mask is None else problem.mask.element_size()
+
+
+def candidates(problem: Problem, target: Target, kind: str = "prefill", family: Family | None = None
+               ) -> list[KernelConfig]:
+    """The space for `problem` of the target's family (or of `family`): pruned by the family's
+    rule and, where the data is not compile-checked, by the shared-memory estimate (dropped, not
+    shrunk)."""
+    family = family or family_of(target)
+    key = problem_key(problem)
+    limit = _fit_limit(family, target)
+    block_d, elt, mask_bytes = head_block(problem.head_dim), key[1], _mask_bytes(problem)
+    return [config for config in _tuning(family, kind).candidates(key)
+            if limit is None or smem_estimate(config, block_d, elt, mask_bytes) <= limit]
+
+
+def override_config(target: Target) -> KernelConfig | None:
+    text = os.environ.get(CONFIG_ENV, "").strip()
+    if not text:
+        return None
+    config = _parse_override(text)
+    if target.vendor == "nvidia" and config.amd_options():
+        raise ValueError(f"{CONFIG_ENV}={text!r}: {sorted(config.amd_options())} apply to AMD GPUs "
+                         f"only, this is {_describe(target)}")
+    if target.vendor == "amd" and config.tma:
+        raise ValueError(f"{CONFIG_ENV}={text!r}: tma needs an NVIDIA sm90+ GPU, this is "
+                         f"{_describe(target)}")
+    return config
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_override(text: str) -> KernelConfig:
+    return KernelConfig.from_json(text, source=CONFIG_ENV)
+
+
+def autotune_requested() -> bool:
+    value = os.environ.get(AUTOTUNE_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{AUTOTUNE_ENV} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def default_config(problem: Problem, target: Target, kind: str = "prefill", family: Family | None = None
+                   ) -> KernelConfig:
+    """The default of the target's family (or of `family`), fitted to the shared memory where the
+    data is not compile-checked."""
+    family = family or family_of(target)
+    key = problem_key(problem)
+    config = _tuning(family, kind).default(key, masked=problem.mask is not None)
+    limit = _fit_limit(family, target)
+    if limit is None:
+        return config
+    return _fit(config, head_block(problem.head_dim), key[1], _mask_bytes(problem), limit)
+
+
+def select_config(problem: Problem, target: Target, *, kind: str = "prefill") -> KernelConfig:
+    """The configuration for `problem` on `target` (see the module docstring for the order)."""
+    override = override_config(target)
+    if override is not None:
+        return override
+    default = default_config(problem, target, kind)
+    if not autotune_requested():
+        return default
     if target.vendor == "interpreter":
-        return defaults.INTERPRETER
-    elt = problem.q.element_size()
-    if target.vendor == "amd":
-        table = defaults.AMD
-    elif nvidia_capability(target) >= 90:
-        table = defaults.SM90
-    else:
-        table = defaults.SM80
-    key = (_head_bucket(problem.head_dim), elt)
-    mask_bytes = 0 if problem.mask is None else problem.mask.element_size()
-    config = (mask_bytes and table.get(key + ("masked",))) or table[key]
-    return _fit(config, head_block(problem.head_dim), elt, mask_bytes, target.shared_memory)
+        autotune.log_once("TQFA_AUTOTUNE=1 has no effect under TRITON_INTERPRET=1: nothing to time")
+        return default
+    key = autotune.tuning_key(problem, target.arch, kind)
+    return autotune.tune(key, candidates(problem, target, kind), default, autotune.prefill_timer(problem))

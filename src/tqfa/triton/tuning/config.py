@@ -1,11 +1,139 @@
-"""One kernel configuration: the launch's tile sizes and compiler knobs."""
+"""The shapes of tuning data: one kernel configuration, one problem kind's table, one target family.
 
-from dataclasses import dataclass
+The target modules beside this one hold values of these types and nothing else; the selection
+logic lives in __init__.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+
+# (head-dim bucket, element size in bytes): (64 | 128 | 256, 2 | 4). A table may add a
+# (bucket, size, "masked") row for calls with a mask, whose tile is pipelined too.
+Key = tuple
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _power_of_two(value) -> bool:
+    return _is_int(value) and value > 0 and not value & (value - 1)
 
 
 @dataclass(frozen=True)
 class KernelConfig:
+    """Tile sizes and compiler knobs of one launch of the prefill kernel."""
+
     block_m: int  # query rows per program
     block_n: int  # keys per streamed K/V tile
     num_warps: int
     num_stages: int  # software-pipelining depth of the K/V loads
+    # AMD only, passed to the HIP compiler and nowhere else; 0 leaves the compiler's choice.
+    waves_per_eu: int = 0  # waves per SIMD the register allocation must leave room for
+    matrix_instr_nonkdim: int = 0  # CDNA MFMA shape: 16 (16x16) or 32 (32x32)
+    # NVIDIA sm90+ kernel features (kernel.py: TMA, WARP_SPEC); off unless a table turns them on.
+    tma: bool = False
+    warp_specialize: bool = False
+
+    def __post_init__(self):
+        for name in ("block_m", "block_n"):
+            value = getattr(self, name)
+            # tl.arange needs powers of two and tl.dot operands at least 16 wide.
+            if not (_power_of_two(value) and value >= 16):
+                raise ValueError(f"{name} must be a power of two >= 16, got {value!r}")
+        if not (_power_of_two(self.num_warps) and self.num_warps <= 16):
+            raise ValueError(f"num_warps must be a power of two <= 16, got {self.num_warps!r}")
+        if not (_is_int(self.num_stages) and 1 <= self.num_stages <= 8):
+            raise ValueError(f"num_stages must be an integer from 1 to 8, got {self.num_stages!r}")
+        if not (_is_int(self.waves_per_eu) and 0 <= self.waves_per_eu <= 16):
+            raise ValueError(f"waves_per_eu must be an integer from 0 to 16, got {self.waves_per_eu!r}")
+        if self.matrix_instr_nonkdim not in (0, 16, 32):
+            raise ValueError(f"matrix_instr_nonkdim must be 0, 16 or 32, got {self.matrix_instr_nonkdim!r}")
+        for name in ("tma", "warp_specialize"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.warp_specialize and not self.tma:
+            raise ValueError("warp_specialize needs tma (the producer warps issue TMA loads)")
+
+    def amd_options(self) -> dict[str, int]:
+        """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
+        return {name: value for name in ("waves_per_eu", "matrix_instr_nonkdim")
+                if (value := getattr(self, name))}
+
+    def __str__(self) -> str:
+        extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma", "warp_specialize": "ws"}
+        tags = "".join(f" {tag}{'' if value is True else value}"
+                       for name, tag in extra.items() if (value := getattr(self, name)))
+        return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "TQFA_TRITON_CONFIG") -> KernelConfig:
+        """Parse one configuration, e.g. {"block_m": 128, "block_n": 64, "num_warps": 4,
+        "num_stages": 2}; every mistake is a ValueError that names `source` and its value."""
+        kinds = {f.name: f.type for f in fields(cls)}
+        example = '{"block_m": 128, "block_n": 64, "num_warps": 4, "num_stages": 2}'
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{source}={text!r} is not JSON ({exc}); expected e.g. {example}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}={text!r} must be a JSON object, e.g. {example}")
+        unknown = sorted(set(data) - set(kinds))
+        if unknown:
+            raise ValueError(f"{source}={text!r}: unknown key(s) {unknown}; the keys are {list(kinds)}")
+        missing = [name for name in list(kinds)[:4] if name not in data]
+        if missing:
+            raise ValueError(f"{source}={text!r}: missing key(s) {missing}; e.g. {example}")
+        for name, value in data.items():
+            want_bool = kinds[name] == "bool"
+            if isinstance(value, bool) != want_bool or not isinstance(value, int):
+                raise ValueError(f"{source}={text!r}: {name} must be "
+                                 f"{'true or false' if want_bool else 'an integer'}, got {value!r}")
+        try:
+            return cls(**data)
+        except ValueError as exc:
+            raise ValueError(f"{source}={text!r}: {exc}") from None
+
+
+def _keep_all(config, head_bucket: int, elt_bytes: int) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """One problem kind on one target family: a deterministic default per key, and the space that
+    TQFA_AUTOTUNE=1 searches (at most a dozen configurations). `keep(config, head_bucket,
+    elt_bytes)` is the family's pruning rule; the shared-memory fit applies on top of it."""
+
+    defaults: Mapping[Key, object]
+    space: tuple = ()
+    keep: Callable[[object, int, int], bool] = _keep_all
+
+    def default(self, key: Key, masked: bool):
+        return (masked and self.defaults.get(key + ("masked",))) or self.defaults[key]
+
+    def candidates(self, key: Key) -> list:
+        """The space pruned by the family's rule for `key` (before the shared-memory fit)."""
+        return [config for config in self.space if self.keep(config, key[0], key[1])]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A group of GPU architectures that share one set of tuning data."""
+
+    name: str
+    vendor: str  # "nvidia", "amd" or "interpreter"
+    # Target.arch values this family tunes, as names or prefixes ("sm89", "gfx11"); a generic
+    # family claims nothing and takes its vendor's architectures that no other family claims.
+    claims: tuple[str, ...]
+    # What `python -m tqfa compile-check` compiles for -> shared memory (LDS) bytes per block;
+    # CI compiles the first.
+    archs: Mapping[str, int]
+    # Problem kind -> its data: "prefill" now, "decode" once that kernel's table moves here.
+    kinds: Mapping[str, Tuning] = field(default_factory=dict)
+
+    def claims_arch(self, arch: str) -> bool:
+        return any(arch.startswith(claim) for claim in self.claims)

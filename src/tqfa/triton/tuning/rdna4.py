@@ -1,0 +1,33 @@
+"""AMD RDNA4: gfx12xx (RX 9070, R9700). Wave32, 64 KB of LDS per workgroup, 256 VGPRs per lane,
+WMMA without RDNA3's operand replication.
+
+Not measured here. Rows start from AMD's RDNA default in the FlashAttention Triton backend
+(flash_attn/flash_attn_triton_amd/fwd_prefill.py: 64x64, 4 warps, waves_per_eu 1, 1 stage);
+`python -m tqfa compile-check --target rdna4` shows where our kernel needs fewer keys or more
+warps to stay within 256 VGPRs. fp32 runs on the FMA units and spills from d128 on with any tile.
+"""
+
+from .amd import keep
+from .config import Family, KernelConfig, Tuning
+
+K = KernelConfig
+
+PREFILL = Tuning(
+    defaults={
+        (64, 2): K(64, 32, 4, 1, waves_per_eu=1),  # 64x64 spills with a mask
+        (128, 2): K(64, 32, 8, 1),  # at 4 warps 254 VGPRs with a mask: no headroom
+        (256, 2): K(32, 16, 8, 1),
+        (64, 4): K(16, 16, 4, 1),
+        (128, 4): K(16, 16, 4, 1),
+        (256, 4): K(16, 16, 4, 1),
+    },
+    space=(
+        K(64, 64, 4, 1, waves_per_eu=1), K(64, 32, 4, 1, waves_per_eu=1), K(64, 32, 8, 1), K(32, 32, 8, 1),
+        K(32, 32, 2, 1, waves_per_eu=2), K(32, 16, 8, 1), K(32, 16, 2, 1, waves_per_eu=2), K(16, 16, 8, 1),
+        K(16, 16, 4, 1),
+    ),
+    keep=keep,
+)
+
+FAMILY = Family("rdna4", "amd", claims=("gfx12",), archs={"gfx1201": 65536, "gfx1200": 65536},
+                kinds={"prefill": PREFILL})
