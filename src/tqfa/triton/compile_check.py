@@ -12,8 +12,8 @@ Variants: "plain" (causal, no mask) and "masked" (also an additive [B, 1, Sq, Sk
 input dtype, HF's 4-D mask: the heaviest tile set).
 
 Sets:
-  --quick (CI)  each family's defaults on its first arch: bf16 at every head-dim bucket, plain
-                and masked, and fp32 at d128 plain.
+  --quick (CI)  each family's defaults on its first arch at every head-dim bucket: bf16 plain
+                and masked, fp32 plain.
   default       every configuration of each family's pruned space, on every arch it lists,
                 fp16, bf16 and fp32, plain and masked.
 Jobs run in worker processes (--jobs, default: one per CPU) that compile for real GPU targets
@@ -64,9 +64,9 @@ class Result:
 
 
 def _in_quick_set(dtype: str, bucket: int, variant: str) -> bool:
-    """CI's subset: the 16-bit defaults (bf16) at every head-dim bucket, plain and masked, and
-    fp32's lowering (FMA dots on NVIDIA and RDNA, fp32 MFMA on CDNA) once, at d128 plain."""
-    return dtype == "bf16" or (dtype == "fp32" and bucket == 128 and variant == "plain")
+    """CI's subset: the 16-bit defaults (bf16) plain and masked, the fp32 ones (FMA dots on
+    NVIDIA and RDNA, fp32 MFMA on CDNA) plain; every head-dim bucket."""
+    return dtype == "bf16" or (dtype == "fp32" and variant == "plain")
 
 
 def jobs(families: list[Family], quick: bool) -> list[Job]:
@@ -202,10 +202,30 @@ def _amd_resources(amdgcn: str) -> tuple[int, int]:
     return registers, field("vgpr_spill_count") + field("sgpr_spill_count")
 
 
-def compile_job(job: Job) -> Result:
-    """Compile one job; compiler output on stderr is captured and summarised on failure."""
+def compile_kernel(fn, kwargs: dict, arch: str, config):
+    """Compile the jit function `fn` for `arch` with the launch keyword arguments `kwargs` (the
+    compiler options among them are taken out) and `config`'s AMD options on HIP."""
     import triton
 
+    target = _gpu_target(arch)
+    options = {name: kwargs.pop(name) for name in OPTION_NAMES if name in kwargs}
+    if target.backend == "hip":
+        options.update(config.amd_options())
+    signature, constexprs, attrs = specialise(fn, kwargs)
+    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    backend = triton.compiler.make_backend(target)
+    return triton.compile(source, target=target, options=backend.parse_options(options).__dict__)
+
+
+def resources(compiled, arch: str) -> tuple[int, int]:
+    """(registers per thread, spills) of a compiled kernel; see Result."""
+    if arch.startswith("gfx"):
+        return _amd_resources(compiled.asm["amdgcn"])
+    return _nvidia_resources(compiled.asm["cubin"])
+
+
+def compile_job(job: Job) -> Result:
+    """Compile one job; compiler output on stderr is captured and summarised on failure."""
     start = time.perf_counter()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+") as log:
@@ -213,18 +233,8 @@ def compile_job(job: Job) -> Result:
         try:
             problem = meta_problem(job.head_dim, job.dtype, job.variant == "masked")
             fn, kwargs = LAUNCHES[job.kind](job.config, problem)
-            target = _gpu_target(job.arch)
-            options = {name: kwargs.pop(name) for name in OPTION_NAMES if name in kwargs}
-            if target.backend == "hip":
-                options.update(job.config.amd_options())
-            signature, constexprs, attrs = specialise(fn, kwargs)
-            source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
-            backend = triton.compiler.make_backend(target)
-            compiled = triton.compile(source, target=target, options=backend.parse_options(options).__dict__)
-            if target.backend == "hip":
-                registers, spills = _amd_resources(compiled.asm["amdgcn"])
-            else:
-                registers, spills = _nvidia_resources(compiled.asm["cubin"])
+            compiled = compile_kernel(fn, kwargs, job.arch, job.config)
+            registers, spills = resources(compiled, job.arch)
         except Exception as exc:  # a failing configuration is a row of the table, not a crash
             log.seek(0)
             lines = [line for line in log.read().splitlines() if "error" in line.lower()]
@@ -264,7 +274,8 @@ def run(families: list[Family], quick: bool, workers: int, out=sys.stdout) -> bo
             verdict = _verdict(result, limit)
             failed += verdict.startswith("FAIL")
             if job.default and result.spills > 0:
-                spilling_defaults.append(f"{job.family}/{job.arch} {job.dtype} d{job.head_dim} {job.variant}")
+                spilling_defaults.append(
+                    f"{job.family}/{job.arch} {job.kind} {job.dtype} d{job.head_dim} {job.variant}")
             config = f"{job.config}{' *' if job.default else ''}"
             print(f"{job.family:11} {job.arch:8} {job.kind:7} {job.dtype:5} {job.head_dim:>3} "
                   f"{job.variant:7} {config:26} {result.shared:>6} {limit:>6} {result.registers:>4} "

@@ -94,16 +94,23 @@ def target_for_arch(arch: str) -> Target:
     return Target(vendor, arch, arch, 0, shared, warp)
 
 
-def smem_estimate(config: KernelConfig, block_d: int, elt_bytes: int, mask_bytes: int = 0) -> int:
-    """Shared memory of the pipelined K/V tiles, the Q tile and the pipelined mask tile (its
-    element size; 0 without a mask): Triton's allocation on sm90, an upper bound elsewhere."""
-    kv_and_q = (config.num_stages * 2 * config.block_n + config.block_m) * block_d * elt_bytes
-    return kv_and_q + (config.num_stages - 1) * config.block_m * config.block_n * mask_bytes
+def smem_estimate(config: KernelConfig, block_d: int, elt_bytes: int, mask_bytes: int = 0,
+                  q_in_smem: bool = True) -> int:
+    """Shared memory of the pipelined K/V tiles, the Q tile (sm90+ MMAs read it from shared
+    memory; sm80's keep it in registers) and the pipelined mask tile (its element size; 0 without
+    a mask): Triton's allocation on sm80 and sm90 in the compile check, an upper bound on AMD."""
+    rows = config.num_stages * 2 * config.block_n + (config.block_m if q_in_smem else 0)
+    return rows * block_d * elt_bytes + (config.num_stages - 1) * config.block_m * config.block_n * mask_bytes
 
 
-def _fit(config: KernelConfig, block_d: int, elt_bytes: int, mask_bytes: int, limit: int) -> KernelConfig:
+def _q_in_smem(target: Target) -> bool:
+    return target.vendor != "nvidia" or nvidia_capability(target) >= 90
+
+
+def _fit(config: KernelConfig, problem: Problem, target: Target, limit: int) -> KernelConfig:
     """Shallower pipeline, then narrower KV tiles, until the estimate fits `limit`."""
-    while smem_estimate(config, block_d, elt_bytes, mask_bytes) > limit:
+    sizes = head_block(problem.head_dim), problem.q.element_size(), _mask_bytes(problem), _q_in_smem(target)
+    while smem_estimate(config, *sizes) > limit:
         if config.num_stages > 1:
             config = replace(config, num_stages=config.num_stages - 1)
         elif config.block_n > 16:
@@ -142,9 +149,9 @@ def candidates(problem: Problem, target: Target, kind: str = "prefill", family: 
     family = family or family_of(target)
     key = problem_key(problem)
     limit = _fit_limit(family, target)
-    block_d, elt, mask_bytes = head_block(problem.head_dim), key[1], _mask_bytes(problem)
+    sizes = head_block(problem.head_dim), key[1], _mask_bytes(problem), _q_in_smem(target)
     return [config for config in _tuning(family, kind).candidates(key)
-            if limit is None or smem_estimate(config, block_d, elt, mask_bytes) <= limit]
+            if limit is None or smem_estimate(config, *sizes) <= limit]
 
 
 def override_config(target: Target) -> KernelConfig | None:
@@ -183,7 +190,7 @@ def default_config(problem: Problem, target: Target, kind: str = "prefill", fami
     limit = _fit_limit(family, target)
     if limit is None:
         return config
-    return _fit(config, head_block(problem.head_dim), key[1], _mask_bytes(problem), limit)
+    return _fit(config, problem, target, limit)
 
 
 def select_config(problem: Problem, target: Target, *, kind: str = "prefill") -> KernelConfig:

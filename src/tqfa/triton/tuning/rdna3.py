@@ -7,7 +7,8 @@ older RDNA autotune list: 32x32 / 32x16 / 16x16 at 2 warps, waves_per_eu 2-4) sp
 kernel at every head dim here: RDNA3's WMMA keeps operands replicated across the lanes of a wave.
 The rows are the largest tiles that compile without spills (`python -m tqfa compile-check
 --target rdna3`); at d256 and for fp32 from d128 every tile spills and the row is the one that
-spills least. Small tiles are the price of 256 VGPRs; RDNA4 (rdna4.py) needs none of this.
+spills least: 16 rows over 16 warps, which spreads the accumulator thinnest. Small tiles are the
+price of 256 VGPRs; RDNA4 (rdna4.py) needs less of this.
 """
 
 from .amd import keep
@@ -19,14 +20,15 @@ PREFILL = Tuning(
     defaults={
         (64, 2): K(64, 32, 4, 1, waves_per_eu=2),
         (128, 2): K(16, 16, 8, 1),
-        (256, 2): K(16, 16, 8, 1),
+        (256, 2): K(16, 16, 16, 1),
         (64, 4): K(16, 16, 4, 1),
-        (128, 4): K(16, 16, 4, 1),
-        (256, 4): K(16, 16, 4, 1),
+        (128, 4): K(16, 16, 16, 1),
+        (256, 4): K(16, 16, 16, 1),
     },
     space=(
         K(64, 64, 4, 1, waves_per_eu=1), K(64, 32, 4, 1, waves_per_eu=2), K(32, 32, 2, 1, waves_per_eu=2),
-        K(32, 16, 8, 1), K(32, 16, 4, 1), K(32, 16, 2, 1, waves_per_eu=2), K(16, 16, 8, 1), K(16, 16, 4, 1),
+        K(32, 16, 8, 1), K(32, 16, 4, 1), K(32, 16, 2, 1, waves_per_eu=2), K(16, 16, 16, 1), K(16, 16, 8, 1),
+        K(16, 16, 4, 1),
     ),
     keep=keep,
 )

@@ -39,13 +39,15 @@ PREFILL = Tuning(
         (64, 2): K(128, 64, 8, 3),
         # d128: FA2's 128x64, at 8 warps (4 warps spill here); 96 KB at 3 stages.
         (128, 2): K(128, 64, 8, 3),
-        # d256: FA2's 128x64 spills at 8 warps; 64x64 does not (104 KB at 2 stages).
+        # d256: FA2's 128x64 spills at 8 warps; 64x64 does not (104 KB at 2 stages) but does with
+        # a mask (24 bytes); 64 keys less per tile do not.
         (256, 2): K(64, 64, 8, 2),
+        (256, 2, "masked"): K(64, 32, 8, 3),
         **FP32,
     },
     space=(
         K(128, 64, 8, 3), K(128, 64, 8, 4), K(128, 64, 8, 2), K(128, 64, 4, 3), K(128, 128, 8, 2),
-        K(64, 64, 4, 3), K(64, 64, 8, 2), K(64, 32, 4, 3), *FP32.values(),
+        K(64, 64, 4, 3), K(64, 64, 8, 2), K(64, 32, 8, 3), K(64, 32, 4, 3), *FP32.values(),
     ),
     keep=keep,
 )
