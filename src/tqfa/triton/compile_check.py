@@ -313,8 +313,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="each family's defaults on its first arch (what CI runs)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    parser.add_argument("--kind", default=None, help="one problem kind only (prefill, decode)")
 
 
 def command(args: argparse.Namespace) -> int:
-    return 0 if run(select_families(args.target), args.quick, max(1, args.jobs)) else 1
+    families = select_families(args.target)
+    if args.kind is not None:
+        families = [replace(f, kinds={args.kind: f.kinds[args.kind]})
+                    for f in families if args.kind in f.kinds]
+    return 0 if run(families, args.quick, max(1, args.jobs)) else 1
 
