@@ -275,6 +275,10 @@ def attention_fwd_kernel(
             DOT_PRECISION=DOT_PRECISION,
         )
         n_lo = tl.maximum(n_full, n_lo)
+    else:
+        # Never a loop without iterations under warp specialisation: a block whose rows see no
+        # key reads one tile in which every key is hidden.
+        n_stop = tl.maximum(n_stop, n_lo + 1)
     # The boundary tiles. Triton 3.6 warp-specialises a kernel with one KV loop only, so with
     # WARP_SPEC this loop takes every tile, each paying the visibility select.
     acc, acc1, l_i, m_i = _attend_tiles(

@@ -108,8 +108,7 @@ def kernel_arguments(
     smb, smh, smm, smn = _strides(mask)
     sob, soh, som, sod = _strides(out)
     parts = head_parts(problem.head_dim)
-    # Configurations that name a feature the tuning data cannot hold yet default to off.
-    descs = _descriptors(problem, config, parts) if getattr(config, "tma", False) else None
+    descs = _descriptors(problem, config, parts) if config.tma else None
     ranges = key_ranges(mask) if mask is not None and smm == 0 else None
     srb, srh, _, _ = _strides(None if ranges is None else ranges[:, :, None])
     num_m = triton.cdiv(problem.q_len, config.block_m)
@@ -135,7 +134,7 @@ def kernel_arguments(
         MASK_ROWS=smm != 0, KV_RANGE=ranges is not None,
         FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
         # Triton 3.6 fails to warp-specialise a loop that also loads a mask tile.
-        WARP_SPEC=descs is not None and mask is None and getattr(config, "warp_specialize", False),
+        WARP_SPEC=descs is not None and mask is None and config.warp_specialize,
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
         # waves_per_eu, matrix_instr_nonkdim: HIP compiler options, unknown to the CUDA one.

@@ -1,0 +1,353 @@
+"""Prefill speed side by side on a GPU: tqfa's Triton kernel and its peers on the same inputs, in
+one process, after the kernel's correctness on that GPU.
+
+    PYTHONPATH=src python3 benchmarks/gpu_compare.py --out "$OUT"              # the table
+    PYTHONPATH=src python3 benchmarks/gpu_compare.py --out "$OUT" --variants   # + kernel variants
+    TRITON_INTERPRET=1 PYTHONPATH=src python benchmarks/gpu_compare.py --smoke --out /tmp/x
+
+1. Ceilings: bf16 matmul TFLOP/s (8192^3) and device copy GB/s (1 GiB, bytes read + written).
+2. Correctness: pytest of the triton rows of tests/test_agreement.py and tests/test_triton_kernel.py
+   (NaN-poisoned outputs; the TMA and warp-specialised paths on every shared case) with
+   TQFA_TEST_DEVICE=cuda, while worker processes compile the timed entries by running them once
+   (Triton and Inductor disk caches). Both are killed at --prepare-s; an entry whose worker job
+   failed or did not finish (a hung kernel) is reported and not timed.
+3. Timing: benchmarks/shapes.py GPU_PREFILL x dtypes; tqfa (public call, default configuration),
+   the variants, SDPA flash / cuDNN / efficient (K/V repeated outside the timing: it refuses GQA)
+   and compiled FlexAttention. Median of triton.testing.do_bench on fresh random inputs; every
+   output is checked against a peer's (relative L2 error) before it is timed.
+Writes results.json and summary.md under --out and prints the tables last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import zlib
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [HERE, os.path.join(ROOT, "tests")]
+
+import providers  # noqa: E402  (benchmarks/, after the path set-up)
+import shapes  # noqa: E402
+from providers import Shape, Unavailable  # noqa: E402
+from tqfa.triton.tuning import KernelConfig  # noqa: E402
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+PEERS = ["sdpa-cudnn", "sdpa-flash", "sdpa-efficient", "flex-attention"]
+# The issue's bars (bf16, H100, 2026-11-25): the original Triton kernel (turboquant-vllm).
+ORIGINAL = {"b2-h32:8-q4096-k4096-d128": 440, "b2-h32:8-q4096-k4096-d128-causal": 362,
+            "b1-h32:8-q16384-k16384-d128-causal": 374, "b4-h16:16-q4096-k4096-d64": 378,
+            "b2-h32:8-q4096-k4096-d96": 331, "b2-h32:8-q2048-k2048-d128-padmask": 334}
+K = KernelConfig
+TMA, WS = dict(tma=True), dict(tma=True, warp_specialize=True)
+# Candidate configurations per (head dim, masked): pointer loads, TMA, TMA + warp specialisation.
+VARIANTS = {
+    (128, False): [K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA), K(128, 128, 4, 2, **WS)],
+    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 3, **TMA), K(128, 64, 4, 3, **WS)],
+    (96, False): [K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA), K(128, 128, 4, 2, **WS)],
+    (128, True): [K(128, 64, 8, 3), K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA)],
+}
+SMOKE_SHAPES = [Shape(1, 4, 2, 200, 200, 64), Shape(1, 4, 2, 200, 200, 96, causal=True),
+                Shape(2, 4, 2, 150, 150, 128, padding=True)]
+
+
+def variants_for(shape: Shape) -> list[KernelConfig]:
+    return VARIANTS.get((shape.head_dim, shape.padding), [])
+
+
+def on_gpu(device: str) -> bool:
+    return torch.device(device).type == "cuda"
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Ceilings
+
+
+def ceilings(device: str) -> dict:
+    if not on_gpu(device):
+        return {}
+    a, b = (torch.randn(8192, 8192, device=device, dtype=torch.bfloat16) for _ in range(2))
+    matmul = providers.median_seconds(lambda: a @ b, device)
+    x = torch.empty(2**30, dtype=torch.uint8, device=device).fill_(1)
+    y = torch.empty_like(x)
+    copy = providers.median_seconds(lambda: y.copy_(x), device)
+    return {"matmul_tflops": 2 * 8192**3 / matmul / 1e12, "copy_gbps": 2 * 2**30 / copy / 1e9}
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Correctness (pytest) and compilation (workers), both time-bounded
+
+
+def worker(jobs: list, device: str, log_path: str) -> None:
+    """Compile by running each timed entry once; a line in the job log when a job starts and
+    when it ends, so that a job that never ends (a hung kernel) is known."""
+    with open(log_path, "a") as log:
+        for job in jobs:
+            log.write(json.dumps({"job": job, "event": "start"}) + "\n")
+            log.flush()
+            try:
+                shape, name, entry = Shape(*job[0]), job[1], job[2]
+                build_entry(shape, DTYPES[name], entry, device)[1]()
+                if on_gpu(device):
+                    torch.cuda.synchronize()
+                why = None
+            except Exception as exc:  # recorded; the entry is then not timed
+                why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+            log.write(json.dumps({"job": job, "event": "end", "error": why}) + "\n")
+            log.flush()
+
+
+def start_workers(jobs: list, device: str, count: int, log_path: str) -> list[subprocess.Popen]:
+    """Warp-specialised entries go to their own workers: if one hangs, the others still finish."""
+    risky = [j for j in jobs if '"warp_specialize": true' in j[2]]
+    safe = [j for j in jobs if j not in risky]
+    shares = [safe[i :: count - 2] for i in range(count - 2)] + [risky[0::2], risky[1::2]]
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
+    return [subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(share), "--device",
+                              device, "--job-log", log_path], env=env)
+            for share in shares if share]
+
+
+def start_pytest(out_dir: str, device: str) -> subprocess.Popen:
+    env = {**os.environ, "TQFA_TEST_DEVICE": device, "PYTHONPATH": os.path.join(ROOT, "src")}
+    args = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-k",
+            "triton or not agreement", "tests/test_agreement.py", "tests/test_triton_kernel.py"]
+    if importlib.util.find_spec("xdist"):
+        args[3:3] = ["-n", "10"]
+    log = open(os.path.join(out_dir, "pytest.log"), "w")
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait(procs: list[subprocess.Popen], deadline: float) -> bool:
+    """True if every process ended before the deadline; the others are killed."""
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    late = [p for p in procs if p.poll() is None]
+    for p in late:
+        p.kill()
+        p.wait()
+    return not late
+
+
+def job_status(log_path: str) -> dict[tuple, str | None]:
+    """(shape id, dtype, entry) -> None (compiled and ran), an error, or "did not finish"."""
+    status = {}
+    if os.path.exists(log_path):
+        with open(log_path) as f:
+            for line in f:
+                record = json.loads(line)
+                key = (Shape(*record["job"][0]).id, record["job"][1], record["job"][2])
+                status[key] = "did not finish (killed)" if record["event"] == "start" else record["error"]
+    return status
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Timing
+
+
+def entries(shape: Shape, variants: bool, flex: bool) -> list[str]:
+    """Timed entries of one row: "tqfa" is the public call; "cfg:<json>" one configuration.
+    Compiled Flex costs seconds per shape and dtype: it runs in the first dtype only."""
+    names = ["tqfa", *[p for p in PEERS if flex or p != "flex-attention"]]
+    if variants:
+        names += ["cfg:" + json.dumps(dataclasses.asdict(c)) for c in variants_for(shape)]
+        if shape.padding:
+            names.append("tqfa-unpadded-mask")
+    return names
+
+
+def entry_label(entry: str) -> str:
+    return f"tqfa {KernelConfig(**json.loads(entry[4:]))}" if entry.startswith("cfg:") else entry
+
+
+def build_entry(shape: Shape, dtype, entry: str, device: str, inputs=None):
+    """(inputs, zero-argument callable) of one timed entry on fresh random inputs."""
+    seed = zlib.crc32(shape.id.encode())
+    q, k, v, mask = inputs or providers.make_inputs(shape, dtype, device, seed=seed)
+    if entry == "tqfa-unpadded-mask":  # the same mask path with nothing to skip
+        return (q, k, v, mask), providers.PROVIDERS["tqfa-triton"](shape, q, k, v, torch.zeros_like(mask))
+    if entry.startswith("cfg:"):
+        build = providers.tqfa_config(KernelConfig(**json.loads(entry[4:])))
+    else:
+        build = providers.PROVIDERS["tqfa-triton" if entry == "tqfa" else entry]
+    return (q, k, v, mask), build(shape, q, k, v, mask)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def time_row(shape: Shape, name: str, names: list[str], device: str, deadline: float, rep_ms: float,
+             blocked: dict[str, str]):
+    """Each entry's median on one set of inputs; `blocked` entries failed or hung in a worker."""
+    dtype = DTYPES[name]
+    inputs = providers.make_inputs(shape, dtype, device, seed=zlib.crc32(shape.id.encode()))
+    reference, rows = None, []
+    for entry in names:
+        row = {"shape": shape.id, "dtype": name, "entry": entry_label(entry)}
+        rows.append(row)
+        if entry in blocked or time.monotonic() > deadline:
+            row["error"] = blocked.get(entry) or "skipped: time budget"
+            continue
+        try:
+            _, fn = build_entry(shape, dtype, entry, device, inputs)
+            got = fn()
+            if getattr(fn, "kv_repeated", False):
+                row["note"] = "K/V repeated per q head outside the timing"
+            if reference is None and entry in ("sdpa-cudnn", "sdpa-efficient"):
+                reference = got.clone()
+            if isinstance(got, torch.Tensor):
+                row["nan"] = bool(got.isnan().any())
+                row["out"] = got.clone()  # compared once the reference exists
+            seconds = providers.median_seconds(fn, device, rep_ms=rep_ms)
+            row.update(ms=seconds * 1e3, tflops=shape.flops / seconds / 1e12)
+        except Unavailable as exc:
+            row["error"] = str(exc)
+        except Exception as exc:  # a provider failing must not lose the other rows
+            row["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+    for row in rows:
+        out = row.pop("out", None)
+        if out is not None and reference is not None:
+            row["rel_err"] = relative_error(out, reference)
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def side_by_side(rows: list[dict], ceil: dict) -> str:
+    """One line per (shape, dtype): TFLOP/s of tqfa and each peer, ratios, matmul fraction."""
+    head = ["shape", "dtype", "tqfa", *PEERS, "tqfa / best peer", "tqfa / FA2", "tqfa / original",
+            "tqfa / matmul"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * 2 + " ---: |" * (len(head) - 2)]
+    keys = dict.fromkeys((r["shape"], r["dtype"]) for r in rows)
+    for shape_id, name in keys:
+        rate = {r["entry"]: r.get("tflops") for r in rows if (r["shape"], r["dtype"]) == (shape_id, name)}
+        mine = rate.get("tqfa")
+        peers = {p: rate.get(p) for p in PEERS if rate.get(p)}
+        best = max(peers.values(), default=None)
+        original = ORIGINAL.get(shape_id) if name == "bf16" else None
+
+        def ratio(x, y):
+            return f"{x / y:.2f}" if x and y else "-"
+
+        cells = [shape_id, name, f"{mine:.0f}" if mine else "-",
+                 *[f"{rate[p]:.0f}" if rate.get(p) else "-" for p in PEERS],
+                 ratio(mine, best) + (f" ({max(peers, key=peers.get)})" if peers else ""),
+                 ratio(mine, rate.get("sdpa-flash")), ratio(mine, original),
+                 ratio(mine, ceil.get("matmul_tflops"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def entry_table(rows: list[dict]) -> str:
+    lines = ["| shape | dtype | entry | ms | TFLOP/s | rel. err vs peer |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['shape']} | {r['dtype']} | {r['entry']} | - | - | {r['error'][:80]} |")
+        else:
+            err = f"{r['rel_err']:.1e}" if "rel_err" in r else "-"
+            err += " NaN!" if r.get("nan") else ""
+            lines.append(f"| {r['shape']} | {r['dtype']} | {r['entry']} | {r['ms']:.3f} | "
+                         f"{r['tflops']:.0f} | {err} |")
+    return "\n".join(lines)
+
+
+def environment(device: str) -> dict:
+    import triton
+
+    env = {"torch": torch.__version__, "triton": triton.__version__, "device": device,
+           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    if on_gpu(device):
+        props = torch.cuda.get_device_properties(0)
+        env.update(name=props.name, sms=props.multi_processor_count, cuda=torch.version.cuda)
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit",
+                              "--format=csv,noheader"], capture_output=True, text=True)
+        env["nvidia_smi"] = smi.stdout.strip()
+    return env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=os.environ.get("OUT", "gpu_compare_out"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp16"], choices=sorted(DTYPES))
+    parser.add_argument("--variants", action="store_true", help="also time the candidate configurations")
+    parser.add_argument("--skip-tests", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes; the CPU interpreter works")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--rep-ms", type=float, default=100, help="do_bench time per measurement")
+    parser.add_argument("--prepare-s", type=float, default=150, help="kill tests and workers after this")
+    parser.add_argument("--budget-s", type=float, default=400, help="start no timing after this")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--job-log", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(json.loads(args.worker), args.device, args.job_log)
+        return 0
+
+    start = time.monotonic()
+    os.makedirs(args.out, exist_ok=True)
+    results = {"environment": environment(args.device), "command": " ".join(sys.argv)}
+    print(json.dumps(results["environment"]), flush=True)
+    results["ceilings"] = ceilings(args.device)
+    print(json.dumps(results["ceilings"]), flush=True)
+    bench = SMOKE_SHAPES if args.smoke else shapes.GPU_PREFILL
+    # Variants run in the first dtype only: the others time the default against the peers.
+    plan = [(s, name, entries(s, args.variants and name == args.dtypes[0], name == args.dtypes[0]))
+            for name in args.dtypes for s in bench]
+
+    procs = [] if args.skip_tests or args.smoke else [start_pytest(args.out, args.device)]
+    log_path = os.path.join(args.out, "jobs.jsonl")
+    jobs = [(dataclasses.astuple(s), name, e) for s, name, names in plan for e in names
+            if e not in ("sdpa-cudnn", "sdpa-flash", "sdpa-efficient")]
+    procs += start_workers(jobs, args.device, max(3, args.workers), log_path)
+    results["prepared_in_time"] = wait(procs, start + args.prepare_s)
+    status = job_status(log_path)
+    results["job_errors"] = {" ".join(k): v for k, v in status.items() if v}
+    if procs and not (args.skip_tests or args.smoke):
+        with open(os.path.join(args.out, "pytest.log")) as f:
+            log = f.read().strip().splitlines()
+        results["pytest_returncode"] = procs[0].returncode
+        results["pytest_tail"] = log[-1:]
+        results["pytest_failures"] = [ln for ln in log if ln.startswith(("FAILED", "ERROR"))][:30]
+    results["prepare_s"] = time.monotonic() - start
+    print(json.dumps({k: results.get(k) for k in ("prepared_in_time", "job_errors", "pytest_tail",
+                                                  "pytest_failures", "prepare_s")})[:4000], flush=True)
+
+    rows = []
+    for shape, name, names in plan:
+        # An entry whose worker job failed, hung or never started is not run here.
+        why = {e: status.get((shape.id, name, e), "not started before the workers were killed")
+               for e in names if not e.startswith("sdpa")}
+        rows += time_row(shape, name, names, args.device, start + args.budget_s, args.rep_ms,
+                         {e: w for e, w in why.items() if w})
+    results["rows"] = rows
+    results["total_s"] = time.monotonic() - start
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    text = "\n\n".join([json.dumps(results["environment"]), json.dumps(results["ceilings"]),
+                        entry_table(rows), side_by_side(rows, results["ceilings"])]) + "\n"
+    with open(os.path.join(args.out, "summary.md"), "w") as f:
+        f.write(text)
+    print(text)
+    ok = results.get("pytest_returncode", 0) == 0 and not results["job_errors"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
