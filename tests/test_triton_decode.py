@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
 
 import pytest
 import torch
@@ -21,14 +20,16 @@ from tqfa.problem import build_problem
 
 pytest.importorskip("triton")
 from tqfa.triton import decode_launch  # noqa: E402  (needs triton)
-from tqfa.triton.decode_config import INTERPRETER, SM90, DecodeConfig  # noqa: E402
+from tqfa.triton.decode_config import select_decode_config  # noqa: E402
+from tqfa.triton.tuning import INTERPRETER, sm90  # noqa: E402
+from tqfa.triton.tuning.config import DecodeConfig  # noqa: E402
 
 DEVICE = os.environ.get("TQFA_TEST_DEVICE", "cpu")
 RUNS_HERE = decode_launch.INTERPRETED or DEVICE == "cuda"
 needs_kernel = pytest.mark.skipif(not RUNS_HERE, reason="needs TRITON_INTERPRET=1 or a GPU")
 FLOOR = {torch.float16: 2e-3, torch.float32: 4e-6}
 # 16-key tiles and 16-row blocks: a few dozen keys already make several splits and row blocks.
-SMALL = DecodeConfig(block_n=16, num_warps=4, num_stages=1, max_block_m=16, programs_per_sm=4,
+SMALL = DecodeConfig(block_m=16, block_n=16, num_warps=4, num_stages=1, programs_per_sm=4,
                      min_split_tiles=1, max_q_len=16)
 
 
@@ -182,26 +183,27 @@ def _problem(b, hq, hkv, sq, skv, causal=None):
                                    (32, 32, 8, 1, 2048), (8, 32, 8, 4, 8192), (1, 7, 1, 16, 100),
                                    (1, 32, 8, 1, 1)], ids=str)
 def test_split_plan_fills_the_gpu_and_covers_the_keys(shape):
-    config = SM90[(128, 2)]
+    config = sm90.DECODE.defaults[(128, 2)]
     problem = _problem(*shape, causal="bottom_right")
     plan = decode_launch.plan_splits(problem, config, 132)
-    visible = decode_launch.visible_kv_len(problem)
+    visible = decode_launch.visible_kv_len(problem.causal, problem.q_len, problem.kv_len)
     assert plan.split_len % config.block_n == 0
     assert (plan.num_splits - 1) * plan.split_len < visible <= plan.num_splits * plan.split_len
     if plan.num_splits > 1:
+        # Splits never shorter than min_split_tiles, never more programs than programs_per_sm
+        # per SM (a partial extra wave would leave most SMs idle while it runs).
         assert plan.split_len >= config.min_split_tiles * config.block_n
-        # Splitting stops once the grid holds programs_per_sm programs per SM.
-        fewer = replace(plan, num_splits=plan.num_splits - 1)
-        assert fewer.programs(problem) < config.programs_per_sm * 132
+        assert plan.programs(problem) <= config.programs_per_sm * 132
+    # Equal split lengths may cost splits, never half of those the rules allow.
+    tiles = -(-visible // config.block_n)
+    allowed = min(config.programs_per_sm * 132 // (plan.programs(problem) // plan.num_splits),
+                  tiles // config.min_split_tiles)
+    assert 2 * plan.num_splits > allowed
     rows = problem.group * problem.q_len
-    assert plan.num_m * plan.block_m >= rows and plan.block_m <= max(16, config.max_block_m)
+    assert plan.num_m * plan.block_m >= rows and plan.block_m <= max(16, config.block_m)
 
 
 def test_decode_choice_by_query_length():
-    from tqfa.device import Target
-    from tqfa.triton.decode_config import select_decode_config
-
-    interpreter = Target("interpreter", "interpreter", "Triton interpreter", 1, 0, 1)
-    longest = INTERPRETER.max_q_len
-    assert select_decode_config(_problem(1, 8, 2, longest, 64), interpreter) == INTERPRETER
-    assert select_decode_config(_problem(1, 8, 2, longest + 1, 64), interpreter) is None
+    config = select_decode_config(_problem(1, 8, 2, 1, 64), INTERPRETER)
+    assert select_decode_config(_problem(1, 8, 2, config.max_q_len, 64), INTERPRETER) == config
+    assert select_decode_config(_problem(1, 8, 2, config.max_q_len + 1, 64), INTERPRETER) is None

@@ -9,7 +9,8 @@ The arguments come from the real launcher applied to meta tensors (b2, 32:8 head
 causal bottom-right), specialised the way triton.jit would: pointers 16-byte aligned, integers
 equal to 1 folded to constants, multiples of 16 tagged, except the never-specialised lengths.
 Variants: "plain" (causal, no mask) and "masked" (also an additive [B, 1, Sq, Skv] mask in the
-input dtype, HF's 4-D mask: the heaviest tile set).
+input dtype, HF's 4-D mask: the heaviest tile set). The decode kind compiles its split kernel
+for the first max_q_len queries of that problem: its largest packed row block.
 
 Sets:
   --quick (CI)  each family's defaults on its first arch at every head-dim bucket: bf16 plain
@@ -163,8 +164,26 @@ def _prefill_launch(config, problem):
     return launch.attention_fwd_kernel, kwargs
 
 
+def _decode_launch(config, problem):
+    """The split kernel at the longest query the decode configuration serves (its largest row
+    block), with one split (SPLIT and the merge kernel add no tiles)."""
+    import torch
+
+    from ..problem import build_problem
+    from . import decode_launch
+
+    q_len = config.max_q_len
+    mask = None if problem.mask is None else problem.mask[:, :, :q_len]
+    problem = build_problem(problem.q[:, :, :q_len], problem.k, problem.v, mask, is_causal=True,
+                            causal_alignment="bottom_right")
+    plan = decode_launch.plan_splits(problem, config, multiprocessors=1, num_splits=1)
+    lse = torch.empty(problem.q.shape[:3], dtype=torch.float32, device="meta")
+    out = torch.empty_like(problem.q)
+    return decode_launch.decode_split_kernel, decode_launch.split_arguments(problem, out, lse, plan, config)
+
+
 # Problem kind -> (configuration, meta problem) -> (jit function, launch keyword arguments).
-LAUNCHES = {"prefill": _prefill_launch}
+LAUNCHES = {"prefill": _prefill_launch, "decode": _decode_launch}
 OPTION_NAMES = ("num_warps", "num_stages", "num_ctas", "waves_per_eu", "matrix_instr_nonkdim")
 
 

@@ -36,27 +36,28 @@ def _pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def visible_kv_len(problem: Problem) -> int:
-    """Keys [0, n) that some query may see: all of them, or up to the last row's causal limit."""
-    if problem.causal is None:
-        return problem.kv_len
-    return min(max(problem.q_len + problem.causal_offset, 0), problem.kv_len)
+def visible_kv_len(causal: str | None, q_len: int, kv_len: int) -> int:
+    """Keys [0, n) that some query may see: the last query sees all of them, except under
+    top_left causality (keys up to Sq - 1)."""
+    return min(q_len, kv_len) if causal == "top_left" else kv_len
 
 
 def plan_splits(problem: Problem, config: DecodeConfig, multiprocessors: int,
                 num_splits: int | None = None) -> SplitPlan:
-    """Enough splits for about programs_per_sm programs per SM, none shorter than min_split_tiles
-    tiles, all of one length (the last may be shorter). num_splits overrides the count."""
-    rows = problem.group * problem.q_len
-    block_m = max(16, min(_pow2(rows), config.max_block_m))
-    num_m = triton.cdiv(rows, block_m)
-    tiles = max(1, triton.cdiv(visible_kv_len(problem), config.block_n))
+    """As many splits as fit in programs_per_sm programs per SM (never a partial extra wave),
+    none shorter than min_split_tiles tiles, all of one length but the last. num_splits overrides
+    the count."""
+    batch, q_heads, q_len = problem.q.shape[:3]
+    kv_heads, kv_len = problem.k.shape[1:3]
+    rows = q_heads // kv_heads * q_len
+    block_m = max(16, min(_pow2(rows), config.block_m))
+    num_m = -(-rows // block_m)
+    tiles = max(1, -(-visible_kv_len(problem.causal, q_len, kv_len) // config.block_n))
     if num_splits is None:
-        base = problem.batch * problem.kv_heads * num_m
-        wanted = triton.cdiv(config.programs_per_sm * multiprocessors, base)
-        num_splits = min(wanted, tiles // config.min_split_tiles)
-    per_split = triton.cdiv(tiles, max(1, min(num_splits, tiles)))
-    return SplitPlan(block_m, num_m, triton.cdiv(tiles, per_split), per_split * config.block_n)
+        base = batch * kv_heads * num_m
+        num_splits = min(config.programs_per_sm * multiprocessors // base, tiles // config.min_split_tiles)
+    per_split = -(-tiles // max(1, min(num_splits, tiles)))
+    return SplitPlan(block_m, num_m, -(-tiles // per_split), per_split * config.block_n)
 
 
 def _strides(t: torch.Tensor) -> tuple[int, ...]:
@@ -69,50 +70,61 @@ def _head_block(head_dim: int) -> int:
     return max(16, _pow2(head_dim))
 
 
-def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: DecodeConfig,
-                   multiprocessors: int, num_splits: int | None = None) -> SplitPlan:
-    """Write out [B, Hq, Sq, D] (any strides) and lse (contiguous fp32 [B, Hq, Sq]); returns the
-    plan it ran. Needs B, Sq, Skv > 0 and Dv == D."""
-    assert lse.is_contiguous() and lse.dtype == torch.float32
+def split_arguments(problem: Problem, out: torch.Tensor, stats: torch.Tensor, plan: SplitPlan,
+                    config: DecodeConfig) -> dict:
+    """Keyword arguments of decode_split_kernel: out and stats are the final output and LSE when
+    the plan has one split, else the partial buffers (acc, then (m, l))."""
     q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
-    plan = plan_splits(problem, config, multiprocessors, num_splits)
-    split = plan.num_splits > 1
-    rows, d = problem.batch * problem.q_heads * problem.q_len, problem.head_dim
-    if split:  # acc [rows, S, D] then (m, l) [rows, S, 2], in one allocation
-        work = torch.empty(rows * plan.num_splits * (d + 2), dtype=torch.float32, device=q.device)
-        part, stats = work, work[rows * plan.num_splits * d:]
-    else:
-        part, stats = out, lse
-    smb, smh, smm, smn = _strides(mask) if mask is not None else (0, 0, 0, 0)
+    smb, smh, smm, smn = (0, 0, 0, 0) if mask is None else _strides(mask)
     mask_kind = NO_MASK if mask is None else BOOL_MASK if mask.dtype == torch.bool else ADDITIVE_MASK
     sqb, sqh, sqm, sqd = _strides(q)
     skb, skh, skn, skd = _strides(k)
     svb, svh, svn, svd = _strides(v)
-    sob, soh, som, sod = _strides(out)
-    precision = "tf32" if problem.allow_tf32 and q.dtype == torch.float32 else "ieee"
-    decode_split_kernel[(plan.programs(problem),)](
-        Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=part, Stats=stats,
+    # The partial buffers are addressed from their flat layout: no strides.
+    sob, soh, som, sod = (0, 0, 0, 0) if plan.num_splits > 1 else _strides(out)
+    d = q.shape[3]
+    return dict(
+        Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Stats=stats,
         stride_qb=sqb, stride_qh=sqh, stride_qm=sqm, stride_qd=sqd,
         stride_kb=skb, stride_kh=skh, stride_kn=skn, stride_kd=skd,
         stride_vb=svb, stride_vh=svh, stride_vn=svn, stride_vd=svd,
         stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
         stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
-        kv_heads=problem.kv_heads, group=problem.group, q_len=problem.q_len,
-        kv_len=problem.kv_len, causal_offset=problem.causal_offset, split_len=plan.split_len,
-        num_splits=plan.num_splits, sm_scale=problem.scale,
+        kv_heads=k.shape[1], group=q.shape[1] // k.shape[1], q_len=q.shape[2], kv_len=k.shape[2],
+        causal_offset=problem.causal_offset, split_len=plan.split_len, num_splits=plan.num_splits,
+        sm_scale=problem.scale,
         BLOCK_M=plan.block_m, BLOCK_N=config.block_n, HEAD_DIM=d, BLOCK_D=_head_block(d),
         CAUSAL=problem.causal is not None, MASK_KIND=mask_kind,
         KEY_MASK=mask is not None and smh == 0 and smm == 0,
-        FOLD_SCALE=problem.scale >= 0, SPLIT=split, DOT_PRECISION=precision,
+        FOLD_SCALE=problem.scale >= 0, SPLIT=plan.num_splits > 1,
+        DOT_PRECISION="tf32" if problem.allow_tf32 and q.dtype == torch.float32 else "ieee",
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
-    if split:
-        merge_block_d = min(MERGE_BLOCK_D, _head_block(d))
-        decode_merge_kernel[(rows, triton.cdiv(d, merge_block_d))](
-            Part=part, Stats=stats, Out=out, Lse=lse,
-            stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
-            q_heads=problem.q_heads, q_len=problem.q_len, num_splits=plan.num_splits,
-            HEAD_DIM=d, BLOCK_D=merge_block_d, BLOCK_S=MERGE_BLOCK_S,
-            num_warps=2,  # a [16, 64] tile: a wider program only waits longer for its loads
-        )
+
+
+def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: DecodeConfig,
+                   multiprocessors: int, num_splits: int | None = None) -> SplitPlan:
+    """Write out [B, Hq, Sq, D] (any strides) and lse (contiguous fp32 [B, Hq, Sq]); returns the
+    plan it ran. Needs B, Sq, Skv > 0 and Dv == D."""
+    assert lse.is_contiguous() and lse.dtype == torch.float32
+    plan = plan_splits(problem, config, multiprocessors, num_splits)
+    batch, q_heads, q_len, d = problem.q.shape
+    programs = batch * problem.k.shape[1] * plan.num_m * plan.num_splits
+    if plan.num_splits == 1:
+        decode_split_kernel[(programs,)](**split_arguments(problem, out, lse, plan, config))
+        return plan
+    rows = batch * q_heads * q_len
+    parts = rows * plan.num_splits
+    work = torch.empty(parts * (d + 2), dtype=torch.float32, device=out.device)  # acc, then (m, l)
+    stats = work[parts * d:]
+    decode_split_kernel[(programs,)](**split_arguments(problem, work, stats, plan, config))
+    merge_block_d = min(MERGE_BLOCK_D, _head_block(d))
+    sob, soh, som, sod = _strides(out)
+    decode_merge_kernel[(rows, triton.cdiv(d, merge_block_d))](
+        Part=work, Stats=stats, Out=out, Lse=lse,
+        stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
+        q_heads=q_heads, q_len=q_len, num_splits=plan.num_splits,
+        HEAD_DIM=d, BLOCK_D=merge_block_d, BLOCK_S=MERGE_BLOCK_S,
+        num_warps=2,  # a [16, 64] tile: a wider program only waits longer for its loads
+    )
     return plan

@@ -8,9 +8,10 @@ the FlashAttention Triton backend (flash_attn/flash_attn_triton_amd/fwd_prefill.
 Triton 3.9 compiles neither RDNA1/2 (gfx10xx) nor older GCN chips: those fail at compile time.
 """
 
-from .config import Family, KernelConfig, Tuning
+from .config import DecodeConfig, Family, KernelConfig, Tuning
 
 K = KernelConfig
+D = DecodeConfig
 
 # fp32: the shapes of NVIDIA's fp32 rows at one stage; no spills on CDNA in the compile check.
 # RDNA has no fp32 matrix instruction and spills at d128 and up with any tile.
@@ -49,4 +50,20 @@ PREFILL = Tuning(
     keep=keep,
 )
 
-FAMILY = Family("amd", "amd", claims=(), archs={"gfx908": 65536}, kinds={"prefill": PREFILL})
+# Decode, every AMD family: not measured; one stage (as for prefill), 4 warps, about two programs
+# per CU. No spills on CDNA in the compile check; RDNA3 spills from d128 on with any tile.
+DECODE = Tuning(
+    defaults={
+        (64, 2): D(32, 64, 4, 1, 2, 2, 16),
+        (128, 2): D(32, 64, 4, 1, 2, 2, 16),
+        (256, 2): D(16, 32, 4, 1, 2, 2, 16),
+        (64, 4): D(32, 32, 4, 1, 2, 4, 16),
+        (128, 4): D(16, 16, 4, 1, 2, 4, 16),
+        (256, 4): D(16, 16, 4, 1, 2, 4, 16),
+    },
+    space=(D(32, 64, 4, 1, 2, 2, 16), D(16, 32, 4, 1, 2, 2, 16), D(64, 64, 4, 1, 2, 2, 16),
+           D(32, 32, 4, 1, 2, 4, 16), D(16, 16, 4, 1, 2, 4, 16), D(32, 64, 8, 1, 2, 2, 16)),
+)
+
+FAMILY = Family("amd", "amd", claims=(), archs={"gfx908": 65536},
+                kinds={"prefill": PREFILL, "decode": DECODE})

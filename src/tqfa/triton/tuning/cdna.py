@@ -11,7 +11,7 @@ VGPRs), the row says what replaced it; `python -m tqfa compile-check --target cd
 numbers for gfx942, gfx90a and gfx950.
 """
 
-from .amd import FP32, keep
+from .amd import DECODE, FP32, keep
 from .config import Family, KernelConfig, Tuning
 
 
@@ -36,4 +36,5 @@ PREFILL = Tuning(
 )
 
 FAMILY = Family("cdna", "amd", claims=("gfx90a", "gfx942", "gfx950"),
-                archs={"gfx942": 65536, "gfx90a": 65536, "gfx950": 163840}, kinds={"prefill": PREFILL})
+                archs={"gfx942": 65536, "gfx90a": 65536, "gfx950": 163840},
+                kinds={"prefill": PREFILL, "decode": DECODE})

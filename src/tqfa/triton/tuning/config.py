@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 # (head-dim bucket, element size in bytes): (64 | 128 | 256, 2 | 4). A table may add a
 # (bucket, size, "masked") row for calls with a mask, whose tile is pipelined too.
@@ -98,6 +99,29 @@ class KernelConfig:
             raise ValueError(f"{source}={text!r}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Tile sizes, compiler knobs and split rule of the decode (split-KV) kernels,
+    decode_kernel.py. Field names shared with KernelConfig mean the same, so the shared-memory
+    estimate and fit above apply to both."""
+
+    block_m: int  # the largest packed row block (group x Sq rows, padded to a power of two >= 16)
+    block_n: int  # keys per streamed K/V tile
+    num_warps: int
+    num_stages: int  # software-pipelining depth of the K/V loads
+    programs_per_sm: int  # split rule: at most this many programs per SM...
+    min_split_tiles: int  # ...and never fewer K/V tiles per split than this
+    max_q_len: int  # the decode kernel serves Sq <= max_q_len; longer queries go to prefill
+    tma: ClassVar[bool] = False  # no TMA path in the decode kernel
+
+    def amd_options(self) -> dict[str, int]:
+        return {}
+
+    def __str__(self) -> str:
+        return (f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages} "
+                f"pps{self.programs_per_sm} min{self.min_split_tiles} q{self.max_q_len}")
+
+
 def _keep_all(config, head_bucket: int, elt_bytes: int) -> bool:
     return True
 
@@ -132,7 +156,7 @@ class Family:
     # What `python -m tqfa compile-check` compiles for -> shared memory (LDS) bytes per block;
     # CI compiles the first.
     archs: Mapping[str, int]
-    # Problem kind -> its data: "prefill" now, "decode" once that kernel's table moves here.
+    # Problem kind -> its data: "prefill" (KernelConfig) and "decode" (DecodeConfig).
     kinds: Mapping[str, Tuning] = field(default_factory=dict)
 
     def claims_arch(self, arch: str) -> bool:

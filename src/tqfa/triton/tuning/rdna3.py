@@ -11,7 +11,7 @@ spills least: 16 rows over 16 warps, which spreads the accumulator thinnest. Sma
 price of 256 VGPRs; RDNA4 (rdna4.py) needs less of this.
 """
 
-from .amd import keep
+from .amd import DECODE, keep
 from .config import Family, KernelConfig, Tuning
 
 K = KernelConfig
@@ -34,4 +34,4 @@ PREFILL = Tuning(
 )
 
 FAMILY = Family("rdna3", "amd", claims=("gfx11",), archs={"gfx1100": 65536, "gfx1151": 65536},
-                kinds={"prefill": PREFILL})
+                kinds={"prefill": PREFILL, "decode": DECODE})

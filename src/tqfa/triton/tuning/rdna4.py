@@ -8,7 +8,7 @@ warps to stay within 256 VGPRs. fp32 runs on the FMA units: from d128 on, 16 row
 is the tile that spills least (none at d128 without a mask).
 """
 
-from .amd import keep
+from .amd import DECODE, keep
 from .config import Family, KernelConfig, Tuning
 
 K = KernelConfig
@@ -31,4 +31,4 @@ PREFILL = Tuning(
 )
 
 FAMILY = Family("rdna4", "amd", claims=("gfx12",), archs={"gfx1201": 65536, "gfx1200": 65536},
-                kinds={"prefill": PREFILL})
+                kinds={"prefill": PREFILL, "decode": DECODE})

@@ -9,9 +9,10 @@ choices (csrc/flash_attn/src/flash_fwd_launch_template.h: 128x128 for d64, 128x6
 FA2's shape, `python -m tqfa compile-check --target sm80` picked the nearest shape that does not.
 """
 
-from .config import Family, KernelConfig, Tuning
+from .config import DecodeConfig, Family, KernelConfig, Tuning
 
 K = KernelConfig
+D = DecodeConfig
 
 # fp32 with IEEE dots runs on the FMA units, whose dot keeps whole operand rows in registers:
 # small tiles, the same on every NVIDIA architecture (no spills in the compile check).
@@ -52,4 +53,27 @@ PREFILL = Tuning(
     keep=keep,
 )
 
-FAMILY = Family("sm80", "nvidia", claims=("sm80",), archs={"sm80": 166912}, kinds={"prefill": PREFILL})
+# Decode (decode_kernel.py), fp32 on every NVIDIA architecture: narrow K/V tiles and 8 warps keep
+# the FMA dots' operands in registers (no spills up to Sq 16 in the compile check).
+DECODE_FP32 = {
+    (64, 4): D(16, 32, 8, 2, 2, 4, 16),
+    (128, 4): D(16, 16, 8, 2, 2, 4, 16),
+    (256, 4): D(16, 16, 8, 2, 2, 4, 16),
+}
+DECODE_FP32_SPACE = tuple(dict.fromkeys(DECODE_FP32.values()))
+
+# Not measured: sm90's rule (benchmarks/results/h100-decode.md) with 64-key tiles, whose 78 KB
+# at 3 stages leave room for two programs per SM; no spills in the compile check.
+DECODE = Tuning(
+    defaults={
+        (64, 2): D(32, 64, 8, 3, 2, 2, 16),
+        (128, 2): D(32, 64, 8, 3, 2, 2, 16),
+        (256, 2): D(16, 32, 8, 3, 2, 2, 16),
+        **DECODE_FP32,
+    },
+    space=(D(32, 64, 8, 3, 2, 2, 16), D(32, 64, 8, 2, 2, 2, 16), D(32, 64, 8, 3, 1, 2, 16),
+           D(16, 32, 8, 3, 2, 2, 16), D(32, 128, 8, 2, 1, 2, 16), *DECODE_FP32_SPACE),
+)
+
+FAMILY = Family("sm80", "nvidia", claims=("sm80",), archs={"sm80": 166912},
+                kinds={"prefill": PREFILL, "decode": DECODE})

@@ -8,10 +8,11 @@ square", 128x32 otherwise; 64x64 for d256) at 2 stages; where our kernel spills 
 (4 warps), `python -m tqfa compile-check --target sm86` picked 8 warps or fewer keys.
 """
 
-from .config import Family, KernelConfig, Tuning
-from .sm80 import FP32, keep
+from .config import DecodeConfig, Family, KernelConfig, Tuning
+from .sm80 import DECODE_FP32, DECODE_FP32_SPACE, FP32, keep
 
 K = KernelConfig
+D = DecodeConfig
 
 PREFILL = Tuning(
     defaults={
@@ -27,5 +28,18 @@ PREFILL = Tuning(
     keep=keep,
 )
 
+# Decode: not measured; sm80's tiles at 2 stages (at most 90 KB: two programs per SM at d128);
+# no spills in the compile check.
+DECODE = Tuning(
+    defaults={
+        (64, 2): D(32, 64, 8, 2, 2, 2, 16),
+        (128, 2): D(32, 64, 8, 2, 2, 2, 16),
+        (256, 2): D(16, 32, 8, 2, 2, 2, 16),
+        **DECODE_FP32,
+    },
+    space=(D(32, 64, 8, 2, 2, 2, 16), D(32, 64, 8, 2, 1, 2, 16), D(16, 32, 8, 2, 2, 2, 16),
+           D(32, 32, 8, 2, 2, 2, 16), *DECODE_FP32_SPACE),
+)
+
 FAMILY = Family("sm86", "nvidia", claims=("sm86", "sm89"), archs={"sm89": 101376, "sm86": 101376},
-                kinds={"prefill": PREFILL})
+                kinds={"prefill": PREFILL, "decode": DECODE})

@@ -9,10 +9,11 @@ noise of s4. The d256 rows are not timed: FA2's H100 choice (64x64, "2 CTAs per 
 The space holds the measured candidates and their neighbours.
 """
 
-from .config import Family, KernelConfig, Tuning
-from .sm80 import FP32, keep
+from .config import DecodeConfig, Family, KernelConfig, Tuning
+from .sm80 import DECODE_FP32, DECODE_FP32_SPACE, FP32, keep
 
 K = KernelConfig
+D = DecodeConfig
 
 PREFILL = Tuning(
     defaults={
@@ -30,4 +31,21 @@ PREFILL = Tuning(
     keep=keep,
 )
 
-FAMILY = Family("sm90", "nvidia", claims=("sm90",), archs={"sm90": 232448}, kinds={"prefill": PREFILL})
+# Decode, MEASURED on an H100 for d128 bf16 (benchmarks/results/h100-decode.md): 128-key tiles
+# (147 KB at 3 stages: one program per SM), about one program per SM, splits of at least 2
+# tiles, Sq <= 32 (faster than the prefill kernel there). 32-row blocks: 64 rows spill with an
+# HF 4-D mask, and 4 warps spill at 32.
+DECODE = Tuning(
+    defaults={
+        (64, 2): D(32, 128, 8, 3, 1, 2, 32),
+        (128, 2): D(32, 128, 8, 3, 1, 2, 32),
+        (256, 2): D(32, 64, 8, 3, 1, 2, 16),
+        **DECODE_FP32,
+    },
+    space=(D(32, 128, 8, 3, 1, 2, 32), D(32, 128, 8, 3, 2, 2, 32), D(32, 128, 8, 3, 4, 4, 32),
+           D(64, 64, 8, 3, 1, 2, 32), D(64, 64, 8, 4, 2, 2, 32), D(32, 64, 8, 3, 1, 2, 16),
+           *DECODE_FP32_SPACE),
+)
+
+FAMILY = Family("sm90", "nvidia", claims=("sm90",), archs={"sm90": 232448},
+                kinds={"prefill": PREFILL, "decode": DECODE})
