@@ -51,8 +51,9 @@ K = KernelConfig
 TMA, WS = dict(tma=True), dict(tma=True, warp_specialize=True)
 # Candidate configurations per (head dim, masked): pointer loads, TMA, TMA + warp specialisation.
 VARIANTS = {
-    (128, False): [K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA), K(128, 128, 4, 2, **WS)],
-    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 3, **TMA), K(128, 64, 4, 3, **WS)],
+    (128, False): [K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA), K(128, 128, 4, 2, **WS),
+                   K(128, 128, 8, 2, **WS)],
+    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 3, **TMA), K(128, 64, 4, 3, **WS), K(128, 64, 8, 3, **WS)],
     (96, False): [K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA), K(128, 128, 4, 2, **WS)],
     (128, True): [K(128, 64, 8, 3), K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA)],
 }
