@@ -25,7 +25,6 @@ import io
 import json
 import os
 import pstats
-import statistics
 import subprocess
 import sys
 import time
@@ -106,34 +105,6 @@ def variant_configs(base: DecodeConfig, smoke: bool) -> list[tuple[str, DecodeCo
         return [("smoke 2 programs", dataclasses.replace(base, programs_per_sm=2, min_split_tiles=1))]
     configs = [D(*fields, base.max_q_len) for fields in VARIANTS]
     return [(str(c), c) for c in configs if c != base]
-
-
-def graph_seconds(fns: list, device: str, calls: int = 40) -> float:
-    """GPU seconds per call: one CUDA graph of `calls` calls rotating over `fns` (one per input
-    copy), replayed five times; the median. The interpreter times one call."""
-    if not on_gpu(device):
-        return providers.median_seconds(fns[0], device)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up off the capture (workspaces, autotuners)
-        for fn in fns:
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    n = len(fns) * max(1, calls // len(fns))
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(n):
-            fns[i % len(fns)]()
-    graph.replay()
-    times = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3 / n)
-    return statistics.median(times)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,7 +210,7 @@ def measure(name: str, build, shape: Shape, copies: list, device: str, ref) -> d
         if hasattr(fns[0], "plan"):
             row.update(splits=fns[0].plan.num_splits, programs=fns[0].programs)
         try:
-            seconds = graph_seconds(fns, device)
+            seconds = providers.graph_seconds(fns, device)
         except Exception as exc:  # a provider that cannot be captured: events around each call
             row["timing"] = f"do_bench ({type(exc).__name__} in graph capture)"
             torch.cuda.synchronize()

@@ -202,3 +202,31 @@ def median_seconds(fn, device, repeats: int = 10, rep_ms: float = 100) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def graph_seconds(fns: list, device: str, calls: int = 40) -> float:
+    """GPU seconds per call: one CUDA graph of `calls` calls rotating over `fns` (one per input
+    copy), replayed five times; the median. The interpreter times one call."""
+    if torch.device(device).type != "cuda":
+        return median_seconds(fns[0], device)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture (workspaces, autotuners)
+        for fn in fns:
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    n = len(fns) * max(1, calls // len(fns))
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(n):
+            fns[i % len(fns)]()
+    graph.replay()
+    times = []
+    for _ in range(5):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3 / n)
+    return statistics.median(times)

@@ -233,7 +233,7 @@ BAD_OVERRIDES = [
     (_json(num_warps=3), r"num_warps must be a power of two <= 16"),
     (_json(num_stages=0), r"num_stages must be an integer from 1 to 8"),
     (_json(tma=1), r"tma must be true or false"),
-    (_json(warp_specialize=True), r"warp_specialize needs tma"),
+    (_json(warp_specialize=True), r"unknown key\(s\) \['warp_specialize'\]"),
     (_json(num_stages=1, waves_per_eu=2),
      r"\['waves_per_eu'\] apply to AMD GPUs only, this is NVIDIA H100 80GB HBM3 \(sm90\)"),
 ]

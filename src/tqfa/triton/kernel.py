@@ -27,8 +27,6 @@ Feature flags (launch.py sets them from the problem and the configuration):
 - TMA: Q, K and V are read through tensor descriptors ([B, H, S, D], one per head-dim part)
   instead of pointer tensors: the copy engine fetches tiles and zero-fills rows past the sequence
   end, which frees the registers the int64 pointer tiles held and drops all load predicates.
-- WARP_SPEC: the KV loop is warp specialised (a producer warp group issues the TMA loads, two
-  consumer warp groups split the rows, FlashAttention-3's layout). Needs TMA.
 - MASK_ROWS: the mask varies along query rows; without it (key-padding masks, [B, 1, 1, Skv]) one
   [BLOCK_N] vector per tile is read instead of a [BLOCK_M, BLOCK_N] tile of equal rows.
 - KV_RANGE: per (batch, head) the launcher found the span [first_live, live_end) of keys that are
@@ -99,12 +97,12 @@ def _attend_tiles(
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
     MASK_ROWS: tl.constexpr, FOLD_SCALE: tl.constexpr, TMA: tl.constexpr,
-    WARP_SPEC: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """Stream the KV tiles [n_start, n_stop). BOUNDARY tiles may hold keys that some rows must not
     see (causal diagonal, ragged end: key > col_limit of its row); the other tiles run without any
     visibility code."""
-    for start_n in tl.range(n_start, n_stop, BLOCK_N, warp_specialize=WARP_SPEC):
+    for start_n in tl.range(n_start, n_stop, BLOCK_N):
         cols = start_n + offs_n
         k, k1 = _load_kv(k_desc, k_desc1, k_head, k_offs, k_offs1, b, kvh, start_n, cols, kv_len,
                          offs_d, offs_d1, stride_kn, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1,
@@ -182,7 +180,7 @@ def attention_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
     KV_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr, TMA: tl.constexpr,
-    WARP_SPEC: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
@@ -264,31 +262,22 @@ def attention_fwd_kernel(
         n_stop = tl.where(anchored, tl.minimum(n_stop, tl.load(key_range + 1)), n_stop)
         full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
 
-    if not WARP_SPEC:
-        acc, acc1, l_i, m_i = _attend_tiles(
-            acc, acc1, l_i, m_i, q, q1, k_desc, k_desc1, v_desc, v_desc1, k_head, v_head,
-            k_offs, k_offs1, v_offs, v_offs1, mask_base, mask_offs, offs_n, offs_d, offs_d1,
-            b32, kvh32, col_limit, n_lo, full_stop, kv_len, sm_scale, qk_scale,
-            stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D,
-            BLOCK_D1=BLOCK_D1, BOUNDARY=False, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND,
-            MASK_ROWS=MASK_ROWS, FOLD_SCALE=FOLD_SCALE, TMA=TMA, WARP_SPEC=False,
-            DOT_PRECISION=DOT_PRECISION,
-        )
-        n_lo = tl.maximum(n_full, n_lo)
-    else:
-        # Never a loop without iterations under warp specialisation: a block whose rows see no
-        # key reads one tile in which every key is hidden.
-        n_stop = tl.maximum(n_stop, n_lo + 1)
-    # The boundary tiles. Triton 3.6 warp-specialises a kernel with one KV loop only, so with
-    # WARP_SPEC this loop takes every tile, each paying the visibility select.
     acc, acc1, l_i, m_i = _attend_tiles(
         acc, acc1, l_i, m_i, q, q1, k_desc, k_desc1, v_desc, v_desc1, k_head, v_head,
         k_offs, k_offs1, v_offs, v_offs1, mask_base, mask_offs, offs_n, offs_d, offs_d1,
-        b32, kvh32, col_limit, n_lo, n_stop, kv_len, sm_scale, qk_scale,
+        b32, kvh32, col_limit, n_lo, full_stop, kv_len, sm_scale, qk_scale,
+        stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D,
+        BLOCK_D1=BLOCK_D1, BOUNDARY=False, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND,
+        MASK_ROWS=MASK_ROWS, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
+    )
+    # The boundary tiles: the causal diagonal and the ragged end.
+    acc, acc1, l_i, m_i = _attend_tiles(
+        acc, acc1, l_i, m_i, q, q1, k_desc, k_desc1, v_desc, v_desc1, k_head, v_head,
+        k_offs, k_offs1, v_offs, v_offs1, mask_base, mask_offs, offs_n, offs_d, offs_d1,
+        b32, kvh32, col_limit, tl.maximum(n_full, n_lo), n_stop, kv_len, sm_scale, qk_scale,
         stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D,
         BLOCK_D1=BLOCK_D1, BOUNDARY=True, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND,
-        MASK_ROWS=MASK_ROWS, FOLD_SCALE=FOLD_SCALE, TMA=TMA, WARP_SPEC=WARP_SPEC,
-        DOT_PRECISION=DOT_PRECISION,
+        MASK_ROWS=MASK_ROWS, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
     )
 
     # Epilogue: rows with no visible key have l_i == 0 and acc == 0.
@@ -302,8 +291,7 @@ def attention_fwd_kernel(
     row_ok = offs_m < q_len
     tl.store(Lse + bh.to(tl.int64) * q_len + offs_m, lse, mask=row_ok)
 
-    # Pointer stores: a descriptor store would need a reshape that Triton 3.6's warp
-    # specialisation cannot partition, and the epilogue is a small part of the work.
+    # Pointer stores: the epilogue is a small part of the work, and pointers take any out strides.
     dtype = Out.dtype.element_ty
     o_rows = Out + b * stride_ob + h * stride_oh + offs_m.to(tl.int64)[:, None] * stride_om
     o_ok = row_ok[:, None]

@@ -133,8 +133,6 @@ def kernel_arguments(
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
         MASK_ROWS=smm != 0, KV_RANGE=ranges is not None,
         FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
-        # Triton 3.6 fails to warp-specialise a loop that also loads a mask tile.
-        WARP_SPEC=descs is not None and mask is None and config.warp_specialize,
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
         # waves_per_eu, matrix_instr_nonkdim: HIP compiler options, unknown to the CUDA one.

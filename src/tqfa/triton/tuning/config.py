@@ -35,9 +35,8 @@ class KernelConfig:
     # AMD only, passed to the HIP compiler and nowhere else; 0 leaves the compiler's choice.
     waves_per_eu: int = 0  # waves per SIMD the register allocation must leave room for
     matrix_instr_nonkdim: int = 0  # CDNA MFMA shape: 16 (16x16) or 32 (32x32)
-    # NVIDIA sm90+ kernel features (kernel.py: TMA, WARP_SPEC); off unless a table turns them on.
+    # NVIDIA sm90+ tensor descriptors (kernel.py: TMA); off unless a table turns them on.
     tma: bool = False
-    warp_specialize: bool = False
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -53,11 +52,8 @@ class KernelConfig:
             raise ValueError(f"waves_per_eu must be an integer from 0 to 16, got {self.waves_per_eu!r}")
         if self.matrix_instr_nonkdim not in (0, 16, 32):
             raise ValueError(f"matrix_instr_nonkdim must be 0, 16 or 32, got {self.matrix_instr_nonkdim!r}")
-        for name in ("tma", "warp_specialize"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.warp_specialize and not self.tma:
-            raise ValueError("warp_specialize needs tma (the producer warps issue TMA loads)")
+        if not isinstance(self.tma, bool):
+            raise ValueError(f"tma must be true or false, got {self.tma!r}")
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -65,7 +61,7 @@ class KernelConfig:
                 if (value := getattr(self, name))}
 
     def __str__(self) -> str:
-        extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma", "warp_specialize": "ws"}
+        extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
