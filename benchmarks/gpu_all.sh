@@ -22,7 +22,7 @@ site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/tox-site .whl/*.whl
 start=$SECONDS
 PYTHONPATH=/tmp/tox-site TQFA_GPU_SITE=$site timeout "${TOX_S:-200}" \
-    python3 -m tox -e cuda --workdir /tmp/tox -- -v -rfE -n 14 -p no:cacheprovider --timeout 90 \
+    python3 -m tox -e cuda --workdir /tmp/tox -- -v -rfE -n 14 -p no:cacheprovider --timeout 150 \
     >"$out/tox-cuda.log" 2>&1
 echo "tox -e cuda: exit $? after $((SECONDS - start)) s"
 grep -E "FAILED|ERROR" "$out/tox-cuda.log" | head -30

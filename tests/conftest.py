@@ -8,6 +8,15 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, each worker takes its share of the cores: without this, N workers of
+    as many threads each oversubscribe the CPU and the CPU-bound tests (float64 chunked, Inductor
+    compiles) run many times slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_sessionstart(session):
     """tox's GPU environments fail at once, with the reason, on a machine without that GPU."""
     if not os.environ.get("TQFA_REQUIRE_DEVICE"):

@@ -110,9 +110,10 @@ def test_poisoned_hf_fp32_minimum_rows_average_v(config):
 
 
 # The sm90 TMA path (tensor descriptors) on the shared cases (head dims up to 128), with square
-# and oblong tiles. The GPU runs the tile shapes of the sm90 defaults.
+# and oblong tiles. On the GPU, tiles whose shared memory fits every case: Triton 3.6 asked for
+# 246784 bytes (limit 232448) for 128x128 s3 with a per-head fp16 mask at d64.
 if DEVICE == "cuda":
-    FEATURES = [KernelConfig(128, 128, 8, 3, tma=True), KernelConfig(128, 64, 8, 3, tma=True)]
+    FEATURES = [KernelConfig(128, 64, 8, 2, tma=True), KernelConfig(64, 64, 4, 3, tma=True)]
 else:
     FEATURES = [KernelConfig(32, 32, 4, 1, tma=True), KernelConfig(64, 16, 4, 1, tma=True)]
 FEATURE_CASES = [c for c in CASES if c.head_dim <= 128 and c.dv == c.head_dim and c.q_len * c.kv_len
