@@ -62,7 +62,7 @@ DECODE_FP32 = {
 }
 DECODE_FP32_SPACE = tuple(dict.fromkeys(DECODE_FP32.values()))
 
-# Not measured: sm90's rule (benchmarks/results/h100-decode.md) with 64-key tiles, whose 78 KB
+# Not measured: sm90's rule (benchmarks/results/h200-2026-11-30.md) with 64-key tiles, whose 78 KB
 # at 3 stages leave room for two programs per SM; no spills in the compile check.
 DECODE = Tuning(
     defaults={

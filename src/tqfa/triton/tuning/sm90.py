@@ -4,8 +4,11 @@
 The 16-bit defaults up to d128 are MEASURED on an H100 (benchmarks/results/h100-triton-kernel.md,
 b2-h32:8 at 4k, bf16): 128x128 w8 s3 beats 128x64 w8 s3 by 15% (causal 12%) for head dims
 65-128 and loses by 20% at d64; with a mask 128x128 s3 would need 288 KB, 128x64 s3 is within
-noise of s4. The d256 rows are not timed: FA2's H100 choice (64x64, "2 CTAs per SM"), and
-64x32 with a mask, where 64x64 spills 24 bytes in the compile check.
+noise of s4. On an H200 (benchmarks/results/h200-2026-11-30.md) TMA descriptors gained 1-3% at
+d128 and lost 3% at d64, within the spread of repeated rows, so no default uses them; with a
+key-padding mask 128x128 s3 and 128x64 s3 were within 1%. The d256 rows are not timed: FA2's
+H100 choice (64x64, "2 CTAs per SM"), and 64x32 with a mask, where 64x64 spills 24 bytes in the
+compile check.
 The space holds the measured candidates and their neighbours.
 """
 
@@ -31,10 +34,12 @@ PREFILL = Tuning(
     keep=keep,
 )
 
-# Decode, MEASURED on an H100 for d128 bf16 (benchmarks/results/h100-decode.md): 128-key tiles
-# (147 KB at 3 stages: one program per SM), about one program per SM, splits of at least 2
-# tiles, Sq <= 32 (faster than the prefill kernel there). 32-row blocks: 64 rows spill with an
-# HF 4-D mask, and 4 warps spill at 32.
+# Decode, MEASURED on an H200 for d128 bf16 (benchmarks/results/h200-2026-11-30.md): 128-key
+# tiles (147 KB at 3 stages: one program per SM), at most one program per SM, splits of at least
+# 2 tiles: the fastest of the space or within 1% of it on every row but the key-padded one
+# (64x64 w8 s4 at two programs per SM: 3.6% faster there). Sq <= 32: the decode kernel beats the
+# prefill kernel up to 32 queries and loses at 64 (B8, 8k keys). 32-row blocks: 64 rows spill
+# with an HF 4-D mask, and 4 warps spill at 32.
 DECODE = Tuning(
     defaults={
         (64, 2): D(32, 128, 8, 3, 1, 2, 32),
