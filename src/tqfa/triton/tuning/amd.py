@@ -50,8 +50,9 @@ PREFILL = Tuning(
     keep=keep,
 )
 
-# Decode, every AMD family: not measured; one stage (as for prefill), 4 warps, about two programs
-# per CU. No spills on CDNA in the compile check; RDNA3 spills from d128 on with any tile.
+# Decode, CDNA and unknown AMD archs (RDNA families have their own rows): not measured; one
+# stage (as for prefill), 4 warps, about two programs per CU. No spills on CDNA in the compile
+# check.
 DECODE = Tuning(
     defaults={
         (64, 2): D(32, 64, 4, 1, 2, 2, 16),

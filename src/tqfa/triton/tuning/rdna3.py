@@ -11,10 +11,11 @@ spills least: 16 rows over 16 warps, which spreads the accumulator thinnest. Sma
 price of 256 VGPRs; RDNA4 (rdna4.py) needs less of this.
 """
 
-from .amd import DECODE, keep
-from .config import Family, KernelConfig, Tuning
+from .amd import keep
+from .config import DecodeConfig, Family, KernelConfig, Tuning
 
 K = KernelConfig
+D = DecodeConfig
 
 PREFILL = Tuning(
     defaults={
@@ -31,6 +32,23 @@ PREFILL = Tuning(
         K(16, 16, 4, 1),
     ),
     keep=keep,
+)
+
+# Decode: not measured. The AMD-wide rows (4 warps, 64-key tiles) spill 19 to 677 VGPRs here;
+# 8 warps over narrower tiles spread the packed rows thinner (`compile-check --target rdna3`,
+# gfx1100): no spills up to d128 (one VGPR in bf16 d128 without a mask); at d256 16 warps spill
+# least (130-191).
+DECODE = Tuning(
+    defaults={
+        (64, 2): D(32, 32, 8, 1, 2, 2, 16),
+        (128, 2): D(16, 16, 8, 1, 2, 2, 16),
+        (256, 2): D(16, 16, 16, 1, 2, 2, 16),
+        (64, 4): D(16, 16, 8, 1, 2, 4, 16),
+        (128, 4): D(16, 16, 8, 1, 2, 4, 16),
+        (256, 4): D(16, 16, 16, 1, 2, 4, 16),
+    },
+    space=(D(32, 32, 8, 1, 2, 2, 16), D(16, 32, 8, 1, 2, 2, 16), D(16, 16, 8, 1, 2, 2, 16),
+           D(16, 16, 16, 1, 2, 2, 16), D(16, 16, 8, 1, 2, 4, 16), D(16, 16, 16, 1, 2, 4, 16)),
 )
 
 FAMILY = Family("rdna3", "amd", claims=("gfx11",), archs={"gfx1100": 65536, "gfx1151": 65536},

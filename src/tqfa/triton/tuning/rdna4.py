@@ -8,10 +8,11 @@ warps to stay within 256 VGPRs. fp32 runs on the FMA units: from d128 on, 16 row
 is the tile that spills least (none at d128 without a mask).
 """
 
-from .amd import DECODE, keep
-from .config import Family, KernelConfig, Tuning
+from .amd import keep
+from .config import DecodeConfig, Family, KernelConfig, Tuning
 
 K = KernelConfig
+D = DecodeConfig
 
 PREFILL = Tuning(
     defaults={
@@ -28,6 +29,22 @@ PREFILL = Tuning(
         K(16, 16, 8, 1), K(16, 16, 4, 1),
     ),
     keep=keep,
+)
+
+# Decode: not measured. The AMD-wide rows spill 45 to 574 VGPRs here from d128 on; 8 warps over
+# 32x32 tiles (16x16 at d256) do not (`compile-check --target rdna4`, gfx1201); fp32 d256
+# spills with every tile, 16 warps least (183).
+DECODE = Tuning(
+    defaults={
+        (64, 2): D(32, 32, 8, 1, 2, 2, 16),
+        (128, 2): D(32, 32, 8, 1, 2, 2, 16),
+        (256, 2): D(16, 16, 8, 1, 2, 2, 16),
+        (64, 4): D(16, 16, 8, 1, 2, 4, 16),
+        (128, 4): D(16, 16, 8, 1, 2, 4, 16),
+        (256, 4): D(16, 16, 16, 1, 2, 4, 16),
+    },
+    space=(D(32, 32, 8, 1, 2, 2, 16), D(16, 64, 8, 1, 2, 2, 16), D(16, 32, 8, 1, 2, 2, 16),
+           D(16, 16, 8, 1, 2, 2, 16), D(16, 16, 8, 1, 2, 4, 16), D(16, 16, 16, 1, 2, 4, 16)),
 )
 
 FAMILY = Family("rdna4", "amd", claims=("gfx12",), archs={"gfx1201": 65536, "gfx1200": 65536},
