@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import zlib
 
 import torch
@@ -317,30 +316,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def environment(device: str) -> dict:
-    import triton
-
-    env = {"torch": torch.__version__, "triton": triton.__version__, "device": device,
-           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    if device == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        env.update(name=props.name, sms=props.multi_processor_count, cuda=torch.version.cuda,
-                   capability=f"{props.major}.{props.minor}")
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit",
-                              "--format=csv,noheader"], capture_output=True, text=True)
-        env["nvidia_smi"] = smi.stdout.strip()
-    return env
-
-
-def guarded(results: dict, key: str, fn, *args) -> None:
-    """One phase's result under `key`; a phase that breaks records why and the others still run."""
-    try:
-        results[key] = fn(*args)
-    except Exception:
-        results[key] = {"error": traceback.format_exc(limit=4)}
-    print(f"[{key}] {json.dumps(results[key], default=str)[:400]}", flush=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
@@ -357,7 +332,7 @@ def main() -> int:
 
     start = time.monotonic()
     os.makedirs(args.out, exist_ok=True)
-    results = {"environment": environment(args.device), "command": " ".join(sys.argv)}
+    results = {"environment": providers.environment(args.device), "command": " ".join(sys.argv)}
     print(json.dumps(results["environment"]), flush=True)
     dtype_name = "fp16" if args.smoke else "bf16"
     shapes = bench_shapes(args.smoke)
@@ -376,10 +351,10 @@ def main() -> int:
     results["prewarm_done_s"] = time.monotonic() - start
     if not args.skip_tests:
         dtypes = ["fp16", "fp32"] if args.smoke else ["fp16", "bf16", "fp32"]
-        guarded(results, "poisoned_matrix", poisoned_matrix, args.device, dtypes, args.smoke)
+        providers.guarded(results, "poisoned_matrix", poisoned_matrix, args.device, dtypes, args.smoke)
         if args.device == "cuda":
-            guarded(results, "recompile", recompile_check, args.device)
-        guarded(results, "first_call", first_call_seconds, args.device)
+            providers.guarded(results, "recompile", recompile_check, args.device)
+        providers.guarded(results, "first_call", first_call_seconds, args.device)
     results["correctness_done_s"] = time.monotonic() - start
 
     rows = bench(shapes, args.device, DTYPES[dtype_name], deadline=start + args.budget_s)

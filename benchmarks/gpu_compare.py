@@ -277,20 +277,6 @@ def entry_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def environment(device: str) -> dict:
-    import triton
-
-    env = {"torch": torch.__version__, "triton": triton.__version__, "device": device,
-           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    if on_gpu(device):
-        props = torch.cuda.get_device_properties(0)
-        env.update(name=props.name, sms=props.multi_processor_count, cuda=torch.version.cuda)
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit",
-                              "--format=csv,noheader"], capture_output=True, text=True)
-        env["nvidia_smi"] = smi.stdout.strip()
-    return env
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_compare_out"))
@@ -312,7 +298,7 @@ def main() -> int:
 
     start = time.monotonic()
     os.makedirs(args.out, exist_ok=True)
-    results = {"environment": environment(args.device), "command": " ".join(sys.argv)}
+    results = {"environment": providers.environment(args.device), "command": " ".join(sys.argv)}
     print(json.dumps(results["environment"]), flush=True)
     results["ceilings"] = ceilings(args.device)
     print(json.dumps(results["ceilings"]), flush=True)

@@ -28,7 +28,6 @@ import pstats
 import subprocess
 import sys
 import time
-import traceback
 
 import torch
 
@@ -318,14 +317,6 @@ def start_prewarm(shape_list, device: str, workers: int) -> list[subprocess.Pope
     return procs
 
 
-def guarded(results: dict, key: str, fn, *args) -> None:
-    try:
-        results[key] = fn(*args)
-    except Exception:
-        results[key] = {"error": traceback.format_exc(limit=4)}
-    print(f"[{key}] {json.dumps(results[key], default=str)[:600]}", flush=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_decode_out"))
@@ -342,15 +333,8 @@ def main() -> int:
 
     start = time.monotonic()
     os.makedirs(args.out, exist_ok=True)
-    import triton
 
-    results = {"environment": {"torch": torch.__version__, "triton": triton.__version__,
-                               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "device": args.device},
-               "command": " ".join(sys.argv)}
-    if on_gpu(args.device):
-        props = torch.cuda.get_device_properties(0)
-        results["environment"].update(name=props.name, sms=props.multi_processor_count,
-                                      cuda=torch.version.cuda)
+    results = {"environment": providers.environment(args.device), "command": " ".join(sys.argv)}
     print(json.dumps(results["environment"]), flush=True)
     dtype = torch.float16 if args.smoke else torch.bfloat16
     shape_list = ([Shape(2, 4, 2, 1, 300, 64, causal=True), Shape(2, 4, 2, 1, 300, 64, padding=True)]
@@ -370,8 +354,8 @@ def main() -> int:
         w.wait()
     results["prewarm_done_s"] = time.monotonic() - start
     if on_gpu(args.device):
-        guarded(results, "recompile", recompile_check, args.device)
-    guarded(results, "host", host_seconds, args.device, dtype)
+        providers.guarded(results, "recompile", recompile_check, args.device)
+    providers.guarded(results, "host", host_seconds, args.device, dtype)
 
     # Most wanted first, in case the time budget runs out: defaults and peers, the threshold
     # sweep, then the variants.

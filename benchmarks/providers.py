@@ -7,8 +7,11 @@ prefill FLOPs = 4 * B * Hq * Sq * Skv * D (half when causal), decode bytes = the
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
 import time
+import traceback
 from dataclasses import dataclass
 
 import torch
@@ -230,3 +233,27 @@ def graph_seconds(fns: list, device: str, calls: int = 40) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end) / 1e3 / n)
     return statistics.median(times)
+
+
+def environment(device: str) -> dict:
+    import triton
+
+    env = {"torch": torch.__version__, "triton": triton.__version__, "device": device,
+           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    if torch.device(device).type == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        env.update(name=props.name, sms=props.multi_processor_count, cuda=torch.version.cuda,
+                   capability=f"{props.major}.{props.minor}")
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit",
+                              "--format=csv,noheader"], capture_output=True, text=True)
+        env["nvidia_smi"] = smi.stdout.strip()
+    return env
+
+
+def guarded(results: dict, key: str, fn, *args) -> None:
+    """One phase's result under `key`; a phase that breaks records why and the others still run."""
+    try:
+        results[key] = fn(*args)
+    except Exception:
+        results[key] = {"error": traceback.format_exc(limit=4)}
+    print(f"[{key}] {json.dumps(results[key], default=str)[:400]}", flush=True)
