@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import importlib.util
 import json
 import math
 import os
@@ -92,16 +91,6 @@ def configs_for(shape: Shape, q, k, v, mask, device: str) -> list[KernelConfig]:
 
 # ---------------------------------------------------------------------------------------------
 # 1. Correctness
-
-
-def run_pytest(out_dir: str, device: str, smoke: bool) -> subprocess.Popen:
-    env = {**os.environ, "TQFA_TEST_DEVICE": device, "PYTHONPATH": os.path.join(ROOT, "src")}
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "triton or not agreement",
-            "tests/test_agreement.py", "tests/test_triton_kernel.py", f"--junitxml={out_dir}/pytest.xml"]
-    if not smoke and importlib.util.find_spec("xdist"):
-        args[3:3] = ["-n", "6"]
-    log = open(os.path.join(out_dir, "pytest.log"), "w")
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def poisoned_matrix(device: str, dtypes: list[str], smoke: bool) -> dict:
@@ -337,14 +326,12 @@ def main() -> int:
     dtype_name = "fp16" if args.smoke else "bf16"
     shapes = bench_shapes(args.smoke)
 
-    pytest_proc = None if args.skip_tests else run_pytest(args.out, args.device, args.smoke)
+    pytest_proc = None if args.skip_tests else providers.start_pytest(
+        args.out, args.device, "triton or not agreement",
+        ["tests/test_agreement.py", "tests/test_triton_kernel.py"], workers=0 if args.smoke else 6)
     warmers = start_prewarm(shapes, args.device, dtype_name, workers=1 if args.smoke else 4)
     if pytest_proc is not None:
-        results["pytest_returncode"] = pytest_proc.wait()
-        with open(os.path.join(args.out, "pytest.log")) as f:
-            log = f.read().strip().splitlines()
-        results["pytest_tail"] = log[-2:]
-        results["pytest_failures"] = [line for line in log if line.startswith(("FAILED", "ERROR"))][:30]
+        results.update(providers.pytest_summary(args.out, pytest_proc.wait()))
         print(f"[pytest] {time.monotonic() - start:.0f}s {results['pytest_tail']}", flush=True)
     for w in warmers:
         w.wait()

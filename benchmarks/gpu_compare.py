@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -113,16 +112,6 @@ def start_workers(jobs: list, device: str, count: int, log_path: str) -> list[su
     return [subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(share), "--device",
                               device, "--job-log", log_path], env=env)
             for share in shares if share]
-
-
-def start_pytest(out_dir: str, device: str) -> subprocess.Popen:
-    env = {**os.environ, "TQFA_TEST_DEVICE": device, "PYTHONPATH": os.path.join(ROOT, "src")}
-    args = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-k",
-            "triton or not agreement", "tests/test_agreement.py", "tests/test_triton_kernel.py"]
-    if importlib.util.find_spec("xdist"):
-        args[3:3] = ["-n", "10"]
-    log = open(os.path.join(out_dir, "pytest.log"), "w")
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait(procs: list[subprocess.Popen], deadline: float) -> bool:
@@ -307,7 +296,9 @@ def main() -> int:
     plan = [(s, name, entries(s, args.variants and name == args.dtypes[0], name == args.dtypes[0]))
             for name in args.dtypes for s in bench]
 
-    procs = [] if args.skip_tests or args.smoke else [start_pytest(args.out, args.device)]
+    procs = [] if args.skip_tests or args.smoke else [providers.start_pytest(
+        args.out, args.device, "triton or not agreement",
+        ["tests/test_agreement.py", "tests/test_triton_kernel.py"], workers=10)]
     log_path = os.path.join(args.out, "jobs.jsonl")
     jobs = [(dataclasses.astuple(s), name, e) for s, name, names in plan for e in names
             if e not in ("sdpa-cudnn", "sdpa-flash", "sdpa-efficient")]
@@ -316,11 +307,7 @@ def main() -> int:
     status = job_status(log_path)
     results["job_errors"] = {" ".join(k): v for k, v in status.items() if v}
     if procs and not (args.skip_tests or args.smoke):
-        with open(os.path.join(args.out, "pytest.log")) as f:
-            log = f.read().strip().splitlines()
-        results["pytest_returncode"] = procs[0].returncode
-        results["pytest_tail"] = log[-1:]
-        results["pytest_failures"] = [ln for ln in log if ln.startswith(("FAILED", "ERROR"))][:30]
+        results.update(providers.pytest_summary(args.out, procs[0].returncode))
     results["prepare_s"] = time.monotonic() - start
     print(json.dumps({k: results.get(k) for k in ("prepared_in_time", "job_errors", "pytest_tail",
                                                   "pytest_failures", "prepare_s")})[:4000], flush=True)

@@ -110,18 +110,6 @@ def variant_configs(base: DecodeConfig, smoke: bool) -> list[tuple[str, DecodeCo
 # 1. Correctness
 
 
-def run_pytest(out_dir: str, device: str, smoke: bool) -> subprocess.Popen:
-    env = {**os.environ, "TQFA_TEST_DEVICE": device, "PYTHONPATH": os.path.join(ROOT, "src")}
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "triton or decode",
-            "tests/test_triton_decode.py", "tests/test_agreement.py"]
-    if smoke:
-        args[-1:] = []
-    elif on_gpu(device):
-        args[3:3] = ["-n", "6"]
-    log = open(os.path.join(out_dir, "pytest.log"), "w")
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
 def compiled_variants() -> dict:
     from tqfa.triton.decode_kernel import decode_merge_kernel, decode_split_kernel
 
@@ -340,15 +328,14 @@ def main() -> int:
     shape_list = ([Shape(2, 4, 2, 1, 300, 64, causal=True), Shape(2, 4, 2, 1, 300, 64, padding=True)]
                   if args.smoke else shapes.GPU_DECODE)
 
-    pytest_proc = None if args.skip_tests else run_pytest(args.out, args.device, args.smoke)
+    pytest_proc = None if args.skip_tests else providers.start_pytest(
+        args.out, args.device, "triton or decode",
+        ["tests/test_triton_decode.py"] + ([] if args.smoke else ["tests/test_agreement.py"]),
+        workers=6 if on_gpu(args.device) else 0)
     # The interpreter compiles nothing: no prewarm there.
     warmers = [] if args.smoke else start_prewarm(shape_list, args.device, 8)
     if pytest_proc is not None:
-        results["pytest_returncode"] = pytest_proc.wait()
-        with open(os.path.join(args.out, "pytest.log")) as f:
-            log = f.read().strip().splitlines()
-        results["pytest_tail"] = log[-1:]
-        results["pytest_failures"] = [line for line in log if line.startswith(("FAILED", "ERROR"))][:30]
+        results.update(providers.pytest_summary(args.out, pytest_proc.wait()))
         print(f"[pytest] {time.monotonic() - start:.0f}s {results['pytest_tail']}", flush=True)
     for w in warmers:
         w.wait()

@@ -7,9 +7,12 @@ prefill FLOPs = 4 * B * Hq * Sq * Skv * D (half when causal), decode bytes = the
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import statistics
 import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -257,3 +260,26 @@ def guarded(results: dict, key: str, fn, *args) -> None:
     except Exception:
         results[key] = {"error": traceback.format_exc(limit=4)}
     print(f"[{key}] {json.dumps(results[key], default=str)[:400]}", flush=True)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_pytest(out_dir: str, device: str, keyword: str, files: list[str], workers: int = 0
+                 ) -> subprocess.Popen:
+    """pytest -k `keyword` over `files` with TQFA_TEST_DEVICE=device, in the background, its output
+    in out_dir/pytest.log; `workers` > 0 spreads it over that many xdist workers where installed."""
+    env = {**os.environ, "TQFA_TEST_DEVICE": device, "PYTHONPATH": os.path.join(ROOT, "src")}
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", keyword, *files]
+    if workers and importlib.util.find_spec("xdist"):
+        args[3:3] = ["-n", str(workers)]
+    log = open(os.path.join(out_dir, "pytest.log"), "w")
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def pytest_summary(out_dir: str, returncode: int | None) -> dict:
+    """The exit status, the last line and the FAILED / ERROR lines of out_dir/pytest.log."""
+    with open(os.path.join(out_dir, "pytest.log")) as f:
+        log = f.read().strip().splitlines()
+    return {"pytest_returncode": returncode, "pytest_tail": log[-1:],
+            "pytest_failures": [line for line in log if line.startswith(("FAILED", "ERROR"))][:30]}

@@ -109,7 +109,7 @@ def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, confi
     assert lse.is_contiguous() and lse.dtype == torch.float32
     plan = plan_splits(problem, config, multiprocessors, num_splits)
     batch, q_heads, q_len, d = problem.q.shape
-    programs = batch * problem.k.shape[1] * plan.num_m * plan.num_splits
+    programs = plan.programs(problem)
     if plan.num_splits == 1:
         decode_split_kernel[(programs,)](**split_arguments(problem, out, lse, plan, config))
         return plan
