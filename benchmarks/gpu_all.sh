@@ -6,7 +6,8 @@
 #
 # tox comes from wheels carried in .whl/ (the GPU machine has no network; tox.ini's [gpu] section
 # says which). Each step has a wall-clock limit so that one call fits the device tool's 10 minutes;
-# a step that fails or times out does not stop the others. Writes under OUT: tox-cuda.log,
+# a step that fails or times out does not stop the others (PREFILL_ARGS replaces the prefill
+# step's time limits and may pick dtypes, e.g. "--dtypes bf16 --prepare-s 120 --budget-s 300"). Writes under OUT: tox-cuda.log,
 # prefill.log, prefill/{results.json,summary.md}, decode.log, decode/{results.json,summary.md},
 # hf.log, hf_check.json.
 set -uo pipefail
@@ -32,7 +33,7 @@ fi
 if [[ $steps == *" prefill "* ]]; then
 start=$SECONDS
 PYTHONPATH=src timeout "${PREFILL_S:-250}" python3 benchmarks/gpu_compare.py --out "$out/prefill" \
-    --variants --skip-tests --prepare-s 100 --budget-s 205 >"$out/prefill.log" 2>&1
+    --variants --skip-tests ${PREFILL_ARGS:---prepare-s 100 --budget-s 205} >"$out/prefill.log" 2>&1
 echo "prefill: exit $? after $((SECONDS - start)) s"
 rm -f "$out/prefill/jobs.jsonl"  # its errors are in results.json (job_errors)
 tail -n 42 "$out/prefill/summary.md" 2>/dev/null || tail -n 20 "$out/prefill.log"

@@ -48,12 +48,18 @@ ORIGINAL = {"b2-h32:8-q4096-k4096-d128": 440, "b2-h32:8-q4096-k4096-d128-causal"
             "b2-h32:8-q4096-k4096-d96": 331, "b2-h32:8-q2048-k2048-d128-padmask": 334}
 K = KernelConfig
 TMA = dict(tma=True)
-# Candidate configurations per (head dim, masked): pointer loads, TMA.
+# Candidate configurations per (head dim, masked): the default first, then its neighbours, the
+# 64-row tiles (short causal rows: more programs, less diagonal waste) and the tiles whose shared
+# memory leaves room for two programs per SM (one program's softmax overlaps the other's MMAs).
 VARIANTS = {
-    (128, False): [K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA)],
-    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 3, **TMA)],
-    (96, False): [K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA)],
-    (128, True): [K(128, 64, 8, 3), K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA)],
+    (128, False): [K(128, 128, 8, 3), K(128, 128, 8, 2), K(128, 64, 8, 3), K(128, 64, 8, 2),
+                   K(128, 64, 4, 3), K(64, 128, 4, 2), K(64, 64, 4, 3), K(64, 64, 4, 4),
+                   K(128, 128, 8, 3, **TMA)],
+    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 4), K(128, 128, 8, 3), K(128, 128, 8, 2),
+                  K(128, 64, 4, 3), K(128, 32, 8, 4), K(64, 64, 4, 3), K(64, 128, 4, 3)],
+    (96, False): [K(128, 128, 8, 3), K(128, 128, 8, 2), K(128, 64, 8, 3), K(128, 64, 8, 2),
+                  K(128, 64, 4, 3), K(64, 128, 4, 2), K(64, 64, 4, 3)],
+    (128, True): [K(128, 64, 8, 3), K(128, 128, 8, 3), K(128, 64, 8, 2)],
 }
 SMOKE_SHAPES = [Shape(1, 4, 2, 200, 200, 64), Shape(1, 4, 2, 200, 200, 96, causal=True),
                 Shape(2, 4, 2, 150, 150, 128, padding=True)]
