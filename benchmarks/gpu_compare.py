@@ -48,18 +48,20 @@ ORIGINAL = {"b2-h32:8-q4096-k4096-d128": 440, "b2-h32:8-q4096-k4096-d128-causal"
             "b2-h32:8-q4096-k4096-d96": 331, "b2-h32:8-q2048-k2048-d128-padmask": 334}
 K = KernelConfig
 TMA = dict(tma=True)
-# Candidate configurations per (head dim, masked): the default first, then its neighbours, the
-# 64-row tiles (short causal rows: more programs, less diagonal waste) and the tiles whose shared
-# memory leaves room for two programs per SM (one program's softmax overlaps the other's MMAs).
+H2 = dict(halves=2)
+# Candidate configurations per (head dim, masked): the default first, then two row blocks per
+# program (halves) with and without TMA, the 64-row tiles (short causal rows: more programs, less
+# diagonal waste) and tiles whose shared memory leaves room for two programs per SM.
 VARIANTS = {
-    (128, False): [K(128, 128, 8, 3), K(128, 128, 8, 2), K(128, 64, 8, 3), K(128, 64, 8, 2),
-                   K(128, 64, 4, 3), K(64, 128, 4, 2), K(64, 64, 4, 3), K(64, 64, 4, 4),
-                   K(128, 128, 8, 3, **TMA)],
-    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 4), K(128, 128, 8, 3), K(128, 128, 8, 2),
-                  K(128, 64, 4, 3), K(128, 32, 8, 4), K(64, 64, 4, 3), K(64, 128, 4, 3)],
-    (96, False): [K(128, 128, 8, 3), K(128, 128, 8, 2), K(128, 64, 8, 3), K(128, 64, 8, 2),
-                  K(128, 64, 4, 3), K(64, 128, 4, 2), K(64, 64, 4, 3)],
-    (128, True): [K(128, 64, 8, 3), K(128, 128, 8, 3), K(128, 64, 8, 2)],
+    (128, False): [K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA), K(256, 64, 8, 2, **H2),
+                   K(256, 64, 8, 3, **H2), K(256, 64, 8, 2, **H2, **TMA), K(128, 64, 4, 2, **H2, **TMA),
+                   K(128, 64, 4, 3, **H2), K(64, 64, 4, 3)],
+    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 4), K(256, 64, 8, 3), K(256, 64, 8, 3, **H2),
+                  K(256, 64, 8, 3, **H2, **TMA), K(128, 64, 4, 3, **H2), K(128, 64, 4, 3, **H2, **TMA),
+                  K(256, 128, 8, 2, **H2)],
+    (96, False): [K(128, 128, 8, 3), K(128, 64, 4, 3), K(128, 64, 4, 3, **TMA), K(128, 64, 4, 3, **H2),
+                  K(256, 64, 8, 3, **H2), K(256, 64, 8, 3, **H2, **TMA)],
+    (128, True): [K(128, 64, 8, 3)],
 }
 SMOKE_SHAPES = [Shape(1, 4, 2, 200, 200, 64), Shape(1, 4, 2, 200, 200, 96, causal=True),
                 Shape(2, 4, 2, 150, 150, 128, padding=True)]

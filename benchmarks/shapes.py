@@ -19,6 +19,8 @@ GPU_PREFILL = [
     Shape(2, 32, 8, 2048, 2048, 128, padding=True),
     Shape(8, 32, 8, 512, 512, 128, causal=True),
     Shape(4, 32, 8, 1024, 1024, 128, causal=True),
+    Shape(8, 32, 8, 512, 512, 128),
+    Shape(4, 32, 8, 1024, 1024, 128),
 ]
 
 # Decode and short queries on an H100 (bf16): K/V bytes read / time.

@@ -1,6 +1,12 @@
-"""The chunked backend: online softmax over KV chunks in plain PyTorch, on any device.
+"""The chunked backend: attention in plain PyTorch, on any device.
 
-Invariant (the same as the Triton kernel's): after the KV chunks [0, c) of one query block,
+Which path runs (both compute the same function):
+- CPU tensors without autograd, Dv == D, Sq and Skv > 0, on a torch that has the fused CPU flash
+  op: chunked_fused.py, that op called piece by piece (as fast as SDPA there, K/V not repeated).
+- everything else (autograd, other devices, Dv != D, empty lengths, a torch without the op): the
+  online-softmax loop below.
+
+Loop invariant (the same as the Triton kernel's): after the KV chunks [0, c) of one query block,
     m     = max_j s_ij                     (running max; -inf while nothing is visible)
     denom = sum_j exp(s_ij - m)            (running denominator)
     acc   = sum_j exp(s_ij - m) v_j        (running, unnormalised output)
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import chunked_fused
 from .backend import Backend, Reason
 from .problem import Problem
 
@@ -150,13 +157,20 @@ def _update(blk: _Block, s: torch.Tensor, v: torch.Tensor, inplace: bool) -> Non
 
 def forward(problem: Problem):
     compute = _compute_dtype(problem.dtype)
-    inplace = not problem.requires_grad
-    block_q, chunk = _block_sizes(problem)
-    blocks = _blocks(problem, block_q, compute)
     mask = None
     if problem.mask is not None:
         mask = _compact(problem.mask)
         mask = mask if problem.mask_is_bool else _additive(mask, compute)
+    if chunked_fused.applies(problem):
+        return chunked_fused.forward(problem, mask, compute)
+    return _loop(problem, mask, compute)
+
+
+def _loop(problem: Problem, mask: torch.Tensor | None, compute: torch.dtype):
+    """The online-softmax loop (the invariant above); `mask` is compact, float masks additive."""
+    inplace = not problem.requires_grad
+    block_q, chunk = _block_sizes(problem)
+    blocks = _blocks(problem, block_q, compute)
     kv_end = _visible_keys(problem, 0, problem.q_len)
     for k_start in range(0, kv_end, chunk):
         k_end = min(k_start + chunk, problem.kv_len)

@@ -35,6 +35,11 @@ Feature flags (launch.py sets them from the problem and the configuration):
   span exactly zero weight (its score is at least |minimum| / 2 below the row max), so those tiles
   are skipped. A block without one keeps every key: SDPA averages V over minimum-masked rows.
 
+- HALVES == 2: the program's BLOCK_M rows are two row blocks of BLOCK_M // 2 with their own
+  state, which share every K/V tile load; in each tile the second block's QK product is issued
+  while the first block's softmax runs (FlashAttention-3's overlap of MMA and softmax within a
+  warpgroup, expressed as instruction order instead of warp specialisation).
+
 Specialisation: lengths and causal_offset are never specialised (no compile per length); strides
 keep Triton's 1 / multiple-of-16 specialisation, which proves the 16-byte alignment of the tile
 loads (launch.py zeroes the strides of size-1 dims, so only a stride that is itself a length, such
@@ -89,134 +94,114 @@ def _load_kv(desc, desc1, head, offs, offs1, b, kvh, start_n, cols, kv_len, offs
 
 
 @triton.jit
-def _attend_tiles(
-    acc, acc1, l_i, m_i, q, q1,
-    k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
-    mask_base, mask_offs, offs_n, offs_d, offs_d1, b, kvh,
-    col_limit, n_start, n_stop, kv_len, sm_scale, qk_scale, stride_kn, stride_vn, stride_mn,
-    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
-    BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
-    MASK_ROWS: tl.constexpr, FOLD_SCALE: tl.constexpr, TMA: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+def _fold_tile(
+    acc, acc1, l_i, m_i, q, q1, k, k1, v, v1, mask_ptrs, cols, col_limit, kv_len, sm_scale, qk_scale,
+    BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
+    MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """Stream the KV tiles [n_start, n_stop). BOUNDARY tiles may hold keys that some rows must not
-    see (causal diagonal, ragged end: key > col_limit of its row); the other tiles run without any
-    visibility code."""
+    """Fold one K/V tile into the running state of one row block (the invariant above)."""
+    qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
+    if BLOCK_D1 > 0:
+        qk = tl.dot(q1, tl.trans(k1), qk, input_precision=DOT_PRECISION)
+
+    if MASK_KIND != NO_MASK:
+        # [rows, BLOCK_N], or [1, BLOCK_N] when every row holds the same mask values.
+        if BOUNDARY:
+            mask_val = tl.load(mask_ptrs, mask=(cols < kv_len)[None, :], other=0)
+        else:
+            mask_val = tl.load(mask_ptrs)
+
+    if BOUNDARY:
+        # Keys past a row's limit: per element on the causal diagonal, per column otherwise.
+        if CAUSAL:
+            visible = cols[None, :] <= col_limit[:, None]
+        else:
+            visible = (cols < kv_len)[None, :]
+    if MASK_KIND == NO_MASK and FOLD_SCALE:
+        # The hot path: visible scores are finite and qk_scale > 0, so the max commutes with
+        # the scaling (hidden keys are -inf before it) and the exp2 argument is one FMA.
+        if BOUNDARY:
+            qk = tl.where(visible, qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        m_use = m_new
+        if BOUNDARY:  # a row that has seen no key yet still has m = -inf
+            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(tl.fma(qk, qk_scale, -m_use[:, None]))
+        alpha = tl.math.exp2(m_i - m_use)
+    else:
+        if MASK_KIND == ADDITIVE_MASK:
+            s = qk * sm_scale + mask_val.to(tl.float32)
+        else:
+            s = qk * qk_scale
+        if MASK_KIND == BOOL_MASK:
+            s = tl.where(mask_val != 0, s, float("-inf"))
+        if BOUNDARY:
+            s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        if MASK_KIND == ADDITIVE_MASK:
+            p = tl.math.exp2((s - m_use[:, None]) * LOG2E)
+            alpha = tl.math.exp2((m_i - m_use) * LOG2E)
+        else:
+            p = tl.math.exp2(s - m_use[:, None])
+            alpha = tl.math.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    p = p.to(v.dtype)
+    acc = tl.dot(p, v, acc * alpha[:, None], input_precision=DOT_PRECISION)
+    if BLOCK_D1 > 0:
+        acc1 = tl.dot(p, v1, acc1 * alpha[:, None], input_precision=DOT_PRECISION)
+    return acc, acc1, l_i, m_new
+
+
+@triton.jit
+def _attend_tiles(
+    acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
+    acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,
+    k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
+    mask_offs, offs_n, offs_d, offs_d1, b, kvh,
+    n_start, n_stop, kv_len, sm_scale, qk_scale, stride_kn, stride_vn, stride_mn,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
+    HALVES: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
+    FOLD_SCALE: tl.constexpr, TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Stream the KV tiles [n_start, n_stop) through the row block (and, with HALVES == 2, its
+    second half: the *_b state, which is passed through untouched otherwise). BOUNDARY tiles may
+    hold keys that some rows must not see (causal diagonal, ragged end: key > col_limit of its
+    row); the other tiles run without any visibility code."""
     for start_n in tl.range(n_start, n_stop, BLOCK_N):
         cols = start_n + offs_n
         k, k1 = _load_kv(k_desc, k_desc1, k_head, k_offs, k_offs1, b, kvh, start_n, cols, kv_len,
                          offs_d, offs_d1, stride_kn, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1,
                          BOUNDARY, TMA)
-        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
-        if BLOCK_D1 > 0:
-            qk = tl.dot(q1, tl.trans(k1), qk, input_precision=DOT_PRECISION)
-
-        if MASK_KIND != NO_MASK:
-            # [BLOCK_M, BLOCK_N], or [1, BLOCK_N] when every row holds the same mask values.
-            mask_ptrs = mask_base + (tl.cast(start_n, tl.int64) * stride_mn + mask_offs)[None, :]
-            if BOUNDARY:
-                mask_val = tl.load(mask_ptrs, mask=(cols < kv_len)[None, :], other=0)
-            else:
-                mask_val = tl.load(mask_ptrs)
-
-        if BOUNDARY:
-            # Keys past a row's limit: per element on the causal diagonal, per column otherwise.
-            if CAUSAL:
-                visible = cols[None, :] <= col_limit[:, None]
-            else:
-                visible = (cols < kv_len)[None, :]
-        if MASK_KIND == NO_MASK and FOLD_SCALE:
-            # The hot path: visible scores are finite and qk_scale > 0, so the max commutes with
-            # the scaling (hidden keys are -inf before it) and the exp2 argument is one FMA.
-            if BOUNDARY:
-                qk = tl.where(visible, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-            m_use = m_new
-            if BOUNDARY:  # a row that has seen no key yet still has m = -inf
-                m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-            p = tl.math.exp2(tl.fma(qk, qk_scale, -m_use[:, None]))
-            alpha = tl.math.exp2(m_i - m_use)
-        else:
-            if MASK_KIND == ADDITIVE_MASK:
-                s = qk * sm_scale + mask_val.to(tl.float32)
-            else:
-                s = qk * qk_scale
-            if MASK_KIND == BOOL_MASK:
-                s = tl.where(mask_val != 0, s, float("-inf"))
-            if BOUNDARY:
-                s = tl.where(visible, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-            if MASK_KIND == ADDITIVE_MASK:
-                p = tl.math.exp2((s - m_use[:, None]) * LOG2E)
-                alpha = tl.math.exp2((m_i - m_use) * LOG2E)
-            else:
-                p = tl.math.exp2(s - m_use[:, None])
-                alpha = tl.math.exp2(m_i - m_use)
-        l_i = l_i * alpha + tl.sum(p, 1)
         v, v1 = _load_kv(v_desc, v_desc1, v_head, v_offs, v_offs1, b, kvh, start_n, cols, kv_len,
                          offs_d, offs_d1, stride_vn, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1,
                          BOUNDARY, TMA)
-        p = p.to(v.dtype)
-        acc = tl.dot(p, v, acc * alpha[:, None], input_precision=DOT_PRECISION)
-        if BLOCK_D1 > 0:
-            acc1 = tl.dot(p, v1, acc1 * alpha[:, None], input_precision=DOT_PRECISION)
-        m_i = m_new
-    return acc, acc1, l_i, m_i
+        mask_step = (tl.cast(start_n, tl.int64) * stride_mn + mask_offs)[None, :]
+        acc, acc1, l_i, m_i = _fold_tile(
+            acc, acc1, l_i, m_i, q, q1, k, k1, v, v1, mask_base + mask_step, cols, col_limit,
+            kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
+            DOT_PRECISION)
+        if HALVES == 2:
+            # The second half's QK product can run on the tensor cores while the first half's
+            # softmax runs (FlashAttention-3's intra-warpgroup overlap, by instruction order).
+            acc_b, acc1_b, l_b, m_b = _fold_tile(
+                acc_b, acc1_b, l_b, m_b, q_b, q1_b, k, k1, v, v1, mask_base_b + mask_step, cols,
+                col_limit_b, kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND,
+                FOLD_SCALE, DOT_PRECISION)
+    return acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b
 
 
-@triton.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
-def attention_fwd_kernel(
-    Q, K, V, Mask, Out, Lse, KeyRange,
-    q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
-    stride_qb, stride_qh, stride_qm, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_mb, stride_mh, stride_mm, stride_mn,
-    stride_ob, stride_oh, stride_om, stride_od,
-    stride_rb, stride_rh,
-    q_heads, group, q_len, kv_len, causal_offset, sm_scale,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
-    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
-    KV_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr, TMA: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-):
-    """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
-    Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
-    The *_desc arguments are read with TMA only; KeyRange ([B, H, 3] int32) with KV_RANGE only."""
-    num_m = tl.cdiv(q_len, BLOCK_M)
-    pid = tl.program_id(0)
-    bh = pid // num_m
-    m_block = pid % num_m
-    if CAUSAL:
-        m_block = num_m - 1 - m_block
-    # int32 indices for the descriptors, int64 before any multiplication by a stride.
-    b32 = bh // q_heads
-    h32 = bh % q_heads
-    kvh32 = h32 // group
-    b, h, kvh = b32.to(tl.int64), h32.to(tl.int64), kvh32.to(tl.int64)
-
-    start_m = m_block * BLOCK_M
-    offs_m = start_m + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_d1 = BLOCK_D + tl.arange(0, BLOCK_D1 if BLOCK_D1 > 0 else 16)
-    # Rows past Sq read row Sq - 1 (never stored): the Q and mask loads need no row predicate.
-    rows = tl.minimum(offs_m, q_len - 1).to(tl.int64)
-
-    k_head = K + b * stride_kb + kvh * stride_kh
-    v_head = V + b * stride_vb + kvh * stride_vh
-    offs_n64 = offs_n.to(tl.int64)
-    k_offs = offs_n64[:, None] * stride_kn + offs_d[None, :] * stride_kd
-    v_offs = offs_n64[:, None] * stride_vn + offs_d[None, :] * stride_vd
-    k_offs1 = offs_n64[:, None] * stride_kn + offs_d1[None, :] * stride_kd
-    v_offs1 = offs_n64[:, None] * stride_vn + offs_d1[None, :] * stride_vd
+@triton.jit
+def _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start, rows, stride_qb, stride_qh, stride_qm,
+            stride_qd, offs_d, offs_d1, ROWS: tl.constexpr, HEAD_DIM: tl.constexpr,
+            BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr, TMA: tl.constexpr):
+    """The Q rows [start, start + ROWS) (`rows`: their indices clamped to Sq - 1) and their
+    second head-dim part (itself when BLOCK_D1 == 0)."""
     if TMA:
-        q = q_desc.load([b32, h32, start_m, 0]).reshape([BLOCK_M, BLOCK_D])
+        q = q_desc.load([b32, h32, start, 0]).reshape([ROWS, BLOCK_D])
         q1 = q
         if BLOCK_D1 > 0:
-            q1 = q_desc1.load([b32, h32, start_m, BLOCK_D]).reshape([BLOCK_M, BLOCK_D1])
+            q1 = q_desc1.load([b32, h32, start, BLOCK_D]).reshape([ROWS, BLOCK_D1])
     else:
         q_rows = Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qm
         if HEAD_DIM < BLOCK_D:
@@ -228,59 +213,14 @@ def attention_fwd_kernel(
         if BLOCK_D1 > 0:
             q1 = tl.load(q_rows + offs_d1[None, :] * stride_qd, mask=(offs_d1 < HEAD_DIM)[None, :],
                          other=0.0)
-    mask_base = Mask + b * stride_mb + h * stride_mh
-    if MASK_ROWS:
-        mask_base = mask_base + rows[:, None] * stride_mm
-    mask_offs = offs_n64 * stride_mn
+    return q, q1
 
-    qk_scale = sm_scale * LOG2E
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    acc1 = tl.zeros([BLOCK_M, BLOCK_D1 if BLOCK_D1 > 0 else 16], dtype=tl.float32)
 
-    # Tiles [n_lo, n_full) are visible to every row of this block; [n_full, n_stop) need the
-    # per-row limit col_limit; tiles outside [n_lo, n_stop) are visible to no row (or have no
-    # weight, KV_RANGE) and are never loaded.
-    last_row = tl.minimum(start_m + BLOCK_M, q_len) - 1
-    if CAUSAL:
-        n_stop = tl.minimum(tl.maximum(last_row + causal_offset + 1, 0), kv_len)
-        n_full = tl.minimum(tl.maximum(start_m + causal_offset + 1, 0), kv_len) // BLOCK_N * BLOCK_N
-        col_limit = tl.minimum(offs_m + causal_offset, kv_len - 1)
-        first_row_sees = start_m + causal_offset
-    else:
-        n_stop = kv_len
-        n_full = kv_len // BLOCK_N * BLOCK_N
-        col_limit = tl.full([BLOCK_M], 0, dtype=tl.int32) + (kv_len - 1)
-        first_row_sees = kv_len - 1
-    n_lo = 0
-    full_stop = n_full
-    if KV_RANGE:
-        key_range = KeyRange + b * stride_rb + h * stride_rh
-        anchored = tl.load(key_range + 2) <= first_row_sees
-        n_lo = tl.where(anchored, tl.load(key_range) // BLOCK_N * BLOCK_N, 0)
-        n_stop = tl.where(anchored, tl.minimum(n_stop, tl.load(key_range + 1)), n_stop)
-        full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
-
-    acc, acc1, l_i, m_i = _attend_tiles(
-        acc, acc1, l_i, m_i, q, q1, k_desc, k_desc1, v_desc, v_desc1, k_head, v_head,
-        k_offs, k_offs1, v_offs, v_offs1, mask_base, mask_offs, offs_n, offs_d, offs_d1,
-        b32, kvh32, col_limit, n_lo, full_stop, kv_len, sm_scale, qk_scale,
-        stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D,
-        BLOCK_D1=BLOCK_D1, BOUNDARY=False, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND,
-        MASK_ROWS=MASK_ROWS, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-    )
-    # The boundary tiles: the causal diagonal and the ragged end.
-    acc, acc1, l_i, m_i = _attend_tiles(
-        acc, acc1, l_i, m_i, q, q1, k_desc, k_desc1, v_desc, v_desc1, k_head, v_head,
-        k_offs, k_offs1, v_offs, v_offs1, mask_base, mask_offs, offs_n, offs_d, offs_d1,
-        b32, kvh32, col_limit, tl.maximum(n_full, n_lo), n_stop, kv_len, sm_scale, qk_scale,
-        stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, BLOCK_D=BLOCK_D,
-        BLOCK_D1=BLOCK_D1, BOUNDARY=True, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND,
-        MASK_ROWS=MASK_ROWS, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-    )
-
-    # Epilogue: rows with no visible key have l_i == 0 and acc == 0.
+@triton.jit
+def _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_ob, stride_oh,
+                stride_om, stride_od, offs_d, offs_d1, HEAD_DIM: tl.constexpr,
+                BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr, MASK_KIND: tl.constexpr):
+    """Epilogue of one row block: rows with no visible key have l_i == 0 and acc == 0."""
     seen = l_i > 0.0
     l_safe = tl.where(seen, l_i, 1.0)
     if MASK_KIND == ADDITIVE_MASK:
@@ -301,3 +241,129 @@ def attention_fwd_kernel(
     if BLOCK_D1 > 0:
         tl.store(o_rows + offs_d1[None, :] * stride_od, (acc1 / l_safe[:, None]).to(dtype),
                  mask=row_ok[:, None] & (offs_d1 < HEAD_DIM)[None, :])
+
+
+@triton.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
+def attention_fwd_kernel(
+    Q, K, V, Mask, Out, Lse, KeyRange,
+    q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
+    stride_qb, stride_qh, stride_qm, stride_qd,
+    stride_kb, stride_kh, stride_kn, stride_kd,
+    stride_vb, stride_vh, stride_vn, stride_vd,
+    stride_mb, stride_mh, stride_mm, stride_mn,
+    stride_ob, stride_oh, stride_om, stride_od,
+    stride_rb, stride_rh,
+    q_heads, group, q_len, kv_len, causal_offset, sm_scale,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HALVES: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
+    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
+    KV_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr, TMA: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
+    Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
+    The *_desc arguments are read with TMA only; KeyRange ([B, H, 3] int32) with KV_RANGE only."""
+    num_m = tl.cdiv(q_len, BLOCK_M)
+    pid = tl.program_id(0)
+    bh = pid // num_m
+    m_block = pid % num_m
+    if CAUSAL:
+        m_block = num_m - 1 - m_block
+    # int32 indices for the descriptors, int64 before any multiplication by a stride.
+    b32 = bh // q_heads
+    h32 = bh % q_heads
+    kvh32 = h32 // group
+    b, h, kvh = b32.to(tl.int64), h32.to(tl.int64), kvh32.to(tl.int64)
+
+    # The block's rows in HALVES parts of BLOCK_M // HALVES rows: offs_m the first, offs_m_b the
+    # second (with HALVES == 1 the *_b values only stand in for arguments that are not used).
+    start_m = m_block * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M // HALVES)
+    offs_m_b = offs_m + BLOCK_M // HALVES
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_d1 = BLOCK_D + tl.arange(0, BLOCK_D1 if BLOCK_D1 > 0 else 16)
+    # Rows past Sq read row Sq - 1 (never stored): the Q and mask loads need no row predicate.
+    rows = tl.minimum(offs_m, q_len - 1).to(tl.int64)
+    rows_b = tl.minimum(offs_m_b, q_len - 1).to(tl.int64)
+
+    k_head = K + b * stride_kb + kvh * stride_kh
+    v_head = V + b * stride_vb + kvh * stride_vh
+    offs_n64 = offs_n.to(tl.int64)
+    k_offs = offs_n64[:, None] * stride_kn + offs_d[None, :] * stride_kd
+    v_offs = offs_n64[:, None] * stride_vn + offs_d[None, :] * stride_vd
+    k_offs1 = offs_n64[:, None] * stride_kn + offs_d1[None, :] * stride_kd
+    v_offs1 = offs_n64[:, None] * stride_vn + offs_d1[None, :] * stride_vd
+    q, q1 = _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start_m, rows, stride_qb, stride_qh,
+                    stride_qm, stride_qd, offs_d, offs_d1, BLOCK_M // HALVES, HEAD_DIM, BLOCK_D,
+                    BLOCK_D1, TMA)
+    mask_base = Mask + b * stride_mb + h * stride_mh
+    mask_base_b = mask_base
+    if MASK_ROWS:
+        mask_base_b = mask_base + rows_b[:, None] * stride_mm
+        mask_base = mask_base + rows[:, None] * stride_mm
+    mask_offs = offs_n64 * stride_mn
+
+    qk_scale = sm_scale * LOG2E
+    m_i = tl.full([BLOCK_M // HALVES], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M // HALVES], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M // HALVES, BLOCK_D], dtype=tl.float32)
+    acc1 = tl.zeros([BLOCK_M // HALVES, BLOCK_D1 if BLOCK_D1 > 0 else 16], dtype=tl.float32)
+
+    # Tiles [n_lo, n_full) are visible to every row of this block; [n_full, n_stop) need the
+    # per-row limit col_limit; tiles outside [n_lo, n_stop) are visible to no row (or have no
+    # weight, KV_RANGE) and are never loaded.
+    last_row = tl.minimum(start_m + BLOCK_M, q_len) - 1
+    if CAUSAL:
+        n_stop = tl.minimum(tl.maximum(last_row + causal_offset + 1, 0), kv_len)
+        n_full = tl.minimum(tl.maximum(start_m + causal_offset + 1, 0), kv_len) // BLOCK_N * BLOCK_N
+        col_limit = tl.minimum(offs_m + causal_offset, kv_len - 1)
+        col_limit_b = tl.minimum(offs_m_b + causal_offset, kv_len - 1)
+        first_row_sees = start_m + causal_offset
+    else:
+        n_stop = kv_len
+        n_full = kv_len // BLOCK_N * BLOCK_N
+        col_limit = tl.full([BLOCK_M // HALVES], 0, dtype=tl.int32) + (kv_len - 1)
+        col_limit_b = col_limit
+        first_row_sees = kv_len - 1
+    n_lo = 0
+    full_stop = n_full
+    if KV_RANGE:
+        key_range = KeyRange + b * stride_rb + h * stride_rh
+        anchored = tl.load(key_range + 2) <= first_row_sees
+        n_lo = tl.where(anchored, tl.load(key_range) // BLOCK_N * BLOCK_N, 0)
+        n_stop = tl.where(anchored, tl.minimum(n_stop, tl.load(key_range + 1)), n_stop)
+        full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
+
+    q_b, q1_b = q, q1
+    if HALVES == 2:
+        q_b, q1_b = _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start_m + BLOCK_M // 2, rows_b,
+                            stride_qb, stride_qh, stride_qm, stride_qd, offs_d, offs_d1,
+                            BLOCK_M // 2, HEAD_DIM, BLOCK_D, BLOCK_D1, TMA)
+    acc_b, acc1_b, l_b, m_b = acc, acc1, l_i, m_i
+    # The full tiles, then the boundary tiles (the causal diagonal and the ragged end).
+    acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
+        acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
+        acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,
+        k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
+        mask_offs, offs_n, offs_d, offs_d1, b32, kvh32, n_lo, full_stop, kv_len, sm_scale,
+        qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
+        BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
+        MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
+    )
+    acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
+        acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
+        acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,
+        k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
+        mask_offs, offs_n, offs_d, offs_d1, b32, kvh32, tl.maximum(n_full, n_lo), n_stop, kv_len,
+        sm_scale, qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
+        BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=True, CAUSAL=CAUSAL,
+        MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
+    )
+
+    _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_ob, stride_oh,
+                stride_om, stride_od, offs_d, offs_d1, HEAD_DIM, BLOCK_D, BLOCK_D1, MASK_KIND)
+    if HALVES == 2:
+        _store_rows(Out, Lse, acc_b, acc1_b, l_b, m_b, offs_m_b, bh, b, h, q_len, stride_ob,
+                    stride_oh, stride_om, stride_od, offs_d, offs_d1, HEAD_DIM, BLOCK_D, BLOCK_D1,
+                    MASK_KIND)

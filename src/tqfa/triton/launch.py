@@ -56,7 +56,7 @@ def _tma_strides(t: torch.Tensor) -> list[int] | None:
 def _descriptors(problem: Problem, config: KernelConfig, parts) -> dict | None:
     """The kernel's six descriptor arguments (None where unused), or None if a tensor cannot be
     read through descriptors."""
-    tensors = {"q": (problem.q, config.block_m), "k": (problem.k, config.block_n),
+    tensors = {"q": (problem.q, config.block_m // config.halves), "k": (problem.k, config.block_n),
                "v": (problem.v, config.block_n)}
     descs = {}
     for name, (t, rows) in tensors.items():
@@ -128,7 +128,7 @@ def kernel_arguments(
         q_heads=problem.q_heads, group=problem.group,
         q_len=problem.q_len, kv_len=problem.kv_len, causal_offset=problem.causal_offset,
         sm_scale=problem.scale,
-        BLOCK_M=config.block_m, BLOCK_N=config.block_n,
+        BLOCK_M=config.block_m, BLOCK_N=config.block_n, HALVES=config.halves,
         HEAD_DIM=problem.head_dim, BLOCK_D=parts[0], BLOCK_D1=parts[1],
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
         MASK_ROWS=smm != 0, KV_RANGE=ranges is not None,

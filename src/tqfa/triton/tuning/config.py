@@ -37,6 +37,9 @@ class KernelConfig:
     matrix_instr_nonkdim: int = 0  # CDNA MFMA shape: 16 (16x16) or 32 (32x32)
     # NVIDIA sm90+ tensor descriptors (kernel.py: TMA); off unless a table turns them on.
     tma: bool = False
+    # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
+    # the K/V tiles, so one half's softmax can overlap the other's matrix products.
+    halves: int = 1
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -52,6 +55,11 @@ class KernelConfig:
             raise ValueError(f"waves_per_eu must be an integer from 0 to 16, got {self.waves_per_eu!r}")
         if self.matrix_instr_nonkdim not in (0, 16, 32):
             raise ValueError(f"matrix_instr_nonkdim must be 0, 16 or 32, got {self.matrix_instr_nonkdim!r}")
+        if not _is_int(self.halves) or self.halves not in (1, 2):
+            raise ValueError(f"halves must be 1 or 2, got {self.halves!r}")
+        if self.block_m // self.halves < 16:
+            raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
+                             f"{self.block_m} / {self.halves}")
         if not isinstance(self.tma, bool):
             raise ValueError(f"tma must be true or false, got {self.tma!r}")
 
@@ -64,6 +72,7 @@ class KernelConfig:
         extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
+        tags += f" h{self.halves}" if self.halves > 1 else ""
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
 
     @classmethod
