@@ -49,19 +49,14 @@ ORIGINAL = {"b2-h32:8-q4096-k4096-d128": 440, "b2-h32:8-q4096-k4096-d128-causal"
 K = KernelConfig
 TMA = dict(tma=True)
 H2 = dict(halves=2)
-# Candidate configurations per (head dim, masked): the default first, then two row blocks per
-# program (halves) with and without TMA, the 64-row tiles (short causal rows: more programs, less
-# diagonal waste) and tiles whose shared memory leaves room for two programs per SM.
+# Candidate configurations per (head dim, masked): the sm90 default for the long rows first, then
+# its neighbours: without TMA, two row blocks per program (halves), the 64-row tiles of short rows.
 VARIANTS = {
-    (128, False): [K(128, 128, 8, 3), K(128, 128, 8, 3, **TMA), K(256, 64, 8, 2, **H2),
-                   K(256, 64, 8, 3, **H2), K(256, 64, 8, 2, **H2, **TMA), K(128, 64, 4, 2, **H2, **TMA),
-                   K(128, 64, 4, 3, **H2), K(64, 64, 4, 3)],
-    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 4), K(256, 64, 8, 3), K(256, 64, 8, 3, **H2),
-                  K(256, 64, 8, 3, **H2, **TMA), K(128, 64, 4, 3, **H2), K(128, 64, 4, 3, **H2, **TMA),
-                  K(256, 128, 8, 2, **H2)],
-    (96, False): [K(128, 128, 8, 3), K(128, 64, 4, 3), K(128, 64, 4, 3, **TMA), K(128, 64, 4, 3, **H2),
-                  K(256, 64, 8, 3, **H2), K(256, 64, 8, 3, **H2, **TMA)],
-    (128, True): [K(128, 64, 8, 3)],
+    (128, False): [K(128, 128, 8, 3, **TMA), K(128, 128, 8, 3), K(256, 64, 8, 3, **H2), K(64, 64, 4, 3)],
+    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 3, **TMA), K(128, 64, 4, 3, **H2, **TMA),
+                  K(128, 64, 8, 4)],
+    (96, False): [K(128, 64, 4, 3, **TMA), K(128, 64, 4, 3), K(128, 128, 8, 3)],
+    (128, True): [K(128, 64, 8, 3), K(128, 64, 8, 3, **TMA), K(128, 128, 8, 3, **TMA)],
 }
 SMOKE_SHAPES = [Shape(1, 4, 2, 200, 200, 64), Shape(1, 4, 2, 200, 200, 96, causal=True),
                 Shape(2, 4, 2, 150, 150, 128, padding=True)]

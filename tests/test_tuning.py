@@ -31,9 +31,12 @@ from tqfa.triton.tuning import (
     candidates,
     family_of,
     head_bucket,
+    head_parts,
+    problem_tags,
     select_config,
     target_for_arch,
 )
+from tqfa.triton.tuning.config import TAGS
 
 K = KernelConfig
 
@@ -115,7 +118,7 @@ def test_every_space_is_small_and_holds_its_defaults(family):
         assert len(set(tuning.space)) == len(tuning.space), "duplicate configurations"
         assert all(key in tuning.defaults for key in KEYS), "every bucket and element size has a default"
         for key, config in tuning.defaults.items():
-            assert key[:2] in KEYS and key[2:] in ((), ("masked",)), key
+            assert key[:2] in KEYS and key[2:] in ((), *((tag,) for tag in TAGS)), key
             assert config in tuning.space, (key, config)
             assert config in tuning.candidates(key[:2]), f"{key}: the pruning rule drops the default {config}"
 
@@ -164,10 +167,21 @@ def clean_environment(monkeypatch):
 
 
 def test_sm90_keeps_the_measured_defaults():
-    assert select_config(meta_problem(128), H100) == K(128, 128, 8, 3)
-    assert select_config(meta_problem(96), H100) == K(128, 128, 8, 3)  # bucket 128
+    assert select_config(meta_problem(128), H100) == K(128, 128, 8, 3, tma=True)
+    assert select_config(meta_problem(112), H100) == K(128, 128, 8, 3, tma=True)  # padded to 128
+    assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True)  # split: 64 + 32
     assert select_config(meta_problem(64), H100) == K(128, 64, 8, 3)
     assert select_config(meta_problem(128, mask=True), H100) == K(128, 64, 8, 3)
+
+
+def test_tags_pick_rows_in_order_of_precedence():
+    short = dict(q_len=1024, kv_len=1000)
+    assert problem_tags(meta_problem(96, mask=True, **short)) == ("masked", "short", "split")
+    assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025)) == ()
+    assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3)
+    assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3)  # short before split
+    assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3)
+    assert select_config(meta_problem(64, **short), H100) == K(128, 64, 8, 3)  # no sm90 row: the key's
 
 
 def test_amd_configs_carry_amd_options():
@@ -197,6 +211,13 @@ def test_unknown_kind_is_a_clear_error():
         select_config(meta_problem(), H100, kind="backward")
 
 
+def test_head_parts_pad_less_than_the_next_power_of_two():
+    parts = {d: head_parts(d) for d in (16, 24, 40, 48, 64, 80, 96, 112, 128, 192, 256)}
+    assert parts == {16: (16, 0), 24: (32, 0), 40: (32, 16), 48: (32, 16), 64: (64, 0),
+                     80: (64, 16), 96: (64, 32), 112: (128, 0), 128: (128, 0), 192: (128, 64),
+                     256: (256, 0)}
+
+
 def test_head_buckets():
     buckets = [head_bucket(d) for d in (16, 40, 64, 65, 96, 128, 129, 256)]
     assert buckets == [64, 64, 64, 128, 128, 128, 256, 256]
@@ -213,7 +234,7 @@ def test_override_replaces_the_selection(monkeypatch):
                                    '"waves_per_eu": 1, "matrix_instr_nonkdim": 32}')
     assert select_config(meta_problem(), DEVICES[7][0]) == K(64, 64, 4, 1, 1, 32)
     monkeypatch.setenv(CONFIG_ENV, "  ")
-    assert select_config(meta_problem(), H100) == K(128, 128, 8, 3)
+    assert select_config(meta_problem(), H100) == K(128, 128, 8, 3, tma=True)
 
 
 def _json(**fields):
@@ -320,6 +341,7 @@ def test_quick_compile_set_covers_every_family_once():
     assert all(job.default and job.arch == list(FAMILIES[job.family].archs)[0] for job in jobs)
     assert {(j.dtype, j.head_dim, j.variant) for j in jobs if j.family == "sm90"} == {
         *(("bf16", d, v) for d in (64, 128, 256) for v in ("plain", "masked")),
+        *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 128, "short"),
         *(("fp32", d, "plain") for d in (64, 128, 256))}
     masked = {j.config for j in jobs
               if j.family == "sm90" and j.kind == "prefill" and j.head_dim == 128 and j.variant == "masked"}
@@ -343,7 +365,7 @@ def test_compile_check_fails_a_config_over_its_limit():
     assert not compile_check.run([tiny], quick=True, workers=1, out=out)
     table = out.getvalue()
     assert "tiny        gfx942   prefill bf16   64 plain   32x32 w4 s1 *" in table
-    assert "FAIL shared memory 4096 > 1024" in table and "2 failed" in table
+    assert "FAIL shared memory 4096 > 1024" in table and "3 failed" in table  # plain, masked, split
 
 
 def test_info_shows_family_and_config(monkeypatch):

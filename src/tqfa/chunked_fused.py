@@ -9,9 +9,10 @@ chunked.py's loop instead (see `applies`):
   length, [B, Hkv, G*Sq, D], so each K/V block serves G heads (a decode step reads the cache once,
   not G times). Otherwise one call per position g in the group: q heads g, g+G, ... read kv heads
   0, 1, ... (older torch has no GQA in the op; none is asked of it).
-- causal: the op's rule is top_left. bottom_right with Skv > Sq is two pieces merged by their
-  LSEs: keys [0, Skv - Sq), which every query sees, and the square top_left rest. With Skv < Sq
-  the first Sq - Skv rows see nothing and the others are top_left.
+- causal: the op's rule is top_left. bottom_right with Skv > Sq > 1 is two pieces merged by
+  their LSEs: keys [0, Skv - Sq), which every query sees, and the square top_left rest (with a
+  float mask: the loop, see `applies`). With Skv < Sq the first Sq - Skv rows see nothing and the
+  others are top_left; with Sq == 1 the one query sees every key.
 - masks: bool becomes additive 0 / -inf (the op takes no bool); float masks arrive from chunked.py
   in the compute dtype with finite minima kept finite; broadcast dims stay size 1 (stride 0).
   Rows with no visible key: the op reports LSE 0 for them (torch 2.4: NaN); they are found from
@@ -30,9 +31,17 @@ from .problem import Problem
 _OP = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
+def _split_causal(problem: Problem) -> bool:
+    """bottom_right with Skv > Sq > 1: the prefix and diagonal pieces, merged by their LSEs."""
+    return problem.causal is not None and 0 < problem.causal_offset < problem.kv_len - 1
+
+
 def applies(problem: Problem) -> bool:
     """CPU tensors, no autograd (chunked.py's loop is what autograd differentiates), one head size
-    for q, k and v (the op's rule), and at least one query and one key (the op divides by both)."""
+    for q, k and v (the op's rule), and at least one query and one key (the op divides by both).
+    Not a float mask with a split causal rule: a row near a finite minimum has an LSE near -3.4e38,
+    where float32's spacing (2e31) drops the log of the piece's key count, so the merge would
+    weigh the pieces wrongly (SDPA's answer there, the mean of V, needs the counts)."""
     return (
         _OP is not None
         and problem.device.type == "cpu"
@@ -40,6 +49,7 @@ def applies(problem: Problem) -> bool:
         and problem.v_head_dim == problem.head_dim
         and problem.q_len > 0
         and problem.kv_len > 0
+        and not (problem.mask is not None and not problem.mask_is_bool and _split_causal(problem))
     )
 
 
@@ -119,7 +129,7 @@ def forward(problem: Problem, mask: torch.Tensor | None, compute: torch.dtype):
         out, lse = _piece(problem, q, k, v, mask, allowed, causal=False)
     elif offset == 0:
         out, lse = _piece(problem, q, k, v, mask, allowed, causal=True)
-    elif offset > 0:
+    elif _split_causal(problem):
         prefix = _piece(problem, q, k[:, :, :offset], v[:, :, :offset],
                         _keys(mask, 0, offset), _keys(allowed, 0, offset), causal=False)
         diagonal = _piece(problem, q, k[:, :, offset:], v[:, :, offset:],

@@ -8,15 +8,17 @@ spills. A job fails when the compiler fails or the shared memory exceeds the arc
 The arguments come from the real launcher applied to meta tensors (b2, 32:8 heads, 4096 keys,
 causal bottom-right), specialised the way triton.jit would: pointers 16-byte aligned, integers
 equal to 1 folded to constants, multiples of 16 tagged, except the never-specialised lengths.
-Variants: "plain" (causal, no mask) and "masked" (also an additive [B, 1, Sq, Skv] mask in the
-input dtype, HF's 4-D mask: the heaviest tile set). The decode kind compiles its split kernel
+Variants: "plain" (causal, no mask), "masked" (also an additive [B, 1, Sq, Skv] mask in the
+input dtype, HF's 4-D mask: the heaviest tile set), "split" (a head dim of three quarters of the
+bucket, which the kernel computes as two parts: 48, 96, 192) and "short" (1024 queries and keys;
+only where a table has a "short" row, since the kernel is the plain one). The decode kind compiles its split kernel
 for the first max_q_len queries of that problem: its largest packed row block.
 
 Sets:
-  --quick (CI)  each family's defaults on its first arch at every head-dim bucket: bf16 plain
-                and masked, fp32 plain.
+  --quick (CI)  each family's defaults on its first arch at every head-dim bucket: bf16 in
+                every variant, fp32 plain.
   default       every configuration of each family's pruned space, on every arch it lists,
-                fp16, bf16 and fp32, plain and masked.
+                fp16, bf16 and fp32, in every variant.
 Jobs run in worker processes (--jobs, default: one per CPU) that compile for real GPU targets
 whatever TRITON_INTERPRET says (tox -e cpu sets it for the tests).
 """
@@ -39,7 +41,7 @@ from multiprocessing import get_context
 from .tuning import FAMILIES, Family, candidates, default_config, target_for_arch
 
 DTYPES = ("fp16", "bf16", "fp32")
-VARIANTS = ("plain", "masked")
+VARIANTS = ("plain", "masked", "split", "short")
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Result:
 
 
 def _in_quick_set(dtype: str, bucket: int, variant: str) -> bool:
-    """CI's subset: the 16-bit defaults (bf16) plain and masked, the fp32 ones (FMA dots on
+    """CI's subset: the 16-bit defaults (bf16) in every variant, the fp32 ones (FMA dots on
     NVIDIA and RDNA, fp32 MFMA on CDNA) plain; every head-dim bucket."""
     return dtype == "bf16" or (dtype == "fp32" and variant == "plain")
 
@@ -83,10 +85,13 @@ def jobs(families: list[Family], quick: bool) -> list[Job]:
                         skip = quick and not _in_quick_set(dtype, bucket, variant)
                         if (dtype == "fp32") != (elt == 4) or skip:
                             continue
-                        problem = meta_problem(bucket, dtype, variant == "masked")
+                        if variant == "short" and (bucket, elt, "short") not in tuning.defaults:
+                            continue
+                        head_dim = bucket * 3 // 4 if variant == "split" else bucket
+                        problem = meta_problem(head_dim, dtype, variant)
                         default = default_config(problem, target, kind, family)
                         configs = [default] if quick else candidates(problem, target, kind, family)
-                        out += [Job(family.name, arch, kind, dtype, bucket, variant, c, c == default)
+                        out += [Job(family.name, arch, kind, dtype, head_dim, variant, c, c == default)
                                 for c in configs]
     return out
 
@@ -140,16 +145,17 @@ def specialise(fn, kwargs: dict):
     return signature, constexprs, attrs
 
 
-def meta_problem(head_dim: int, dtype_name: str, masked: bool):
+def meta_problem(head_dim: int, dtype_name: str, variant: str):
     import torch
 
     from ..problem import build_problem
+    from .tuning.config import SHORT_LENGTH
 
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
-    b, hq, hkv, s = 2, 32, 8, 4096
+    b, hq, hkv, s = 2, 32, 8, SHORT_LENGTH if variant == "short" else 4096
     q = torch.empty(b, hq, s, head_dim, dtype=dtype, device="meta")
     k = v = torch.empty(b, hkv, s, head_dim, dtype=dtype, device="meta")
-    mask = torch.empty(b, 1, s, s, dtype=dtype, device="meta") if masked else None
+    mask = torch.empty(b, 1, s, s, dtype=dtype, device="meta") if variant == "masked" else None
     return build_problem(q, k, v, mask, is_causal=True, causal_alignment="bottom_right")
 
 
@@ -250,7 +256,7 @@ def compile_job(job: Job) -> Result:
     with tempfile.TemporaryFile(mode="w+") as log:
         os.dup2(log.fileno(), 2)  # MLIR and LLVM print failures to the C-level stderr
         try:
-            problem = meta_problem(job.head_dim, job.dtype, job.variant == "masked")
+            problem = meta_problem(job.head_dim, job.dtype, job.variant)
             fn, kwargs = LAUNCHES[job.kind](job.config, problem)
             compiled = compile_kernel(fn, kwargs, job.arch, job.config)
             registers, spills = resources(compiled, job.arch)

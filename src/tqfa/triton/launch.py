@@ -8,7 +8,7 @@ import triton
 
 from ..problem import Problem
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
-from .tuning import KernelConfig, head_block
+from .tuning import KernelConfig, head_parts
 
 try:  # host-side tensor descriptors (triton >= 3.4)
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -18,17 +18,6 @@ except ImportError:
 # Under TRITON_INTERPRET=1, triton.jit returns an InterpretedFunction instead of a JITFunction; it
 # decides when kernel.py is imported, not when the kernel is called.
 INTERPRETED = not isinstance(attention_fwd_kernel, triton.runtime.JITFunction)
-
-
-def head_parts(head_dim: int) -> tuple[int, int]:
-    """(BLOCK_D, BLOCK_D1): the head dim as one power of two (padded), or as two when that pads
-    less (96 = 64 + 32, 80 = 64 + 16, 40 = 32 + 16; 112 stays 128, 24 stays 32)."""
-    padded = head_block(head_dim)
-    low = 1 << (head_dim.bit_length() - 1)
-    if low < 16 or low == head_dim:
-        return padded, 0
-    high = max(16, 1 << (head_dim - low - 1).bit_length())
-    return (low, high) if low + high < padded else (padded, 0)
 
 
 def _strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:

@@ -5,7 +5,7 @@ nvidia and amd fallbacks, the interpreter); this module maps a probed Target to 
 picks a configuration, in this order of authority:
   1. TQFA_TRITON_CONFIG: one configuration as JSON, for experts (invalid values raise);
   2. TQFA_AUTOTUNE=1: the family's pruned space, timed once per bucketed key per process;
-  3. the family's deterministic default for (head-dim bucket, element size[, masked]).
+  3. the family's deterministic default for (head-dim bucket, element size[, tag]).
 Both variables are read here, at selection; kernels and launchers never read the environment.
 """
 
@@ -19,13 +19,13 @@ from dataclasses import replace
 from ...device import Target
 from ...problem import Problem
 from . import amd, autotune, cdna, interpreter, nvidia, rdna3, rdna4, sm80, sm86, sm90
-from .config import Family, KernelConfig, Key, Tuning
+from .config import SHORT_LENGTH, TAGS, Family, KernelConfig, Key, Tuning
 
 __all__ = [
     "AUTOTUNE_ENV", "CONFIG_ENV", "FAMILIES", "INTERPRETER", "Family", "KernelConfig", "Tuning",
     "autotune_requested", "candidates", "default_config", "family_of", "head_block", "head_bucket",
-    "nvidia_capability", "override_config", "problem_key", "select_config", "smem_estimate",
-    "target_for_arch",
+    "head_parts", "nvidia_capability", "override_config", "problem_key", "problem_tags",
+    "select_config", "smem_estimate", "target_for_arch",
 ]
 
 CONFIG_ENV = "TQFA_TRITON_CONFIG"
@@ -53,12 +53,33 @@ def head_block(head_dim: int) -> int:
     return max(16, 1 << (head_dim - 1).bit_length())
 
 
+def head_parts(head_dim: int) -> tuple[int, int]:
+    """(BLOCK_D, BLOCK_D1): the head dim as one power of two (padded), or as two when that pads
+    less (96 = 64 + 32, 80 = 64 + 16, 40 = 32 + 16; 112 stays 128, 24 stays 32)."""
+    padded = head_block(head_dim)
+    low = 1 << (head_dim.bit_length() - 1)
+    if low < 16 or low == head_dim:
+        return padded, 0
+    high = max(16, 1 << (head_dim - low - 1).bit_length())
+    return (low, high) if low + high < padded else (padded, 0)
+
+
 def head_bucket(head_dim: int) -> int:
     return 64 if head_dim <= 64 else 128 if head_dim <= 128 else 256
 
 
 def problem_key(problem: Problem) -> Key:
     return head_bucket(problem.head_dim), problem.q.element_size()
+
+
+def problem_tags(problem: Problem) -> tuple[str, ...]:
+    """The tags of config.TAGS that `problem` carries, in their order of precedence."""
+    carried = {
+        "masked": problem.mask is not None,
+        "short": max(problem.q_len, problem.kv_len) <= SHORT_LENGTH,
+        "split": head_parts(problem.head_dim)[1] > 0,
+    }
+    return tuple(tag for tag in TAGS if carried[tag])
 
 
 def _describe(target: Target) -> str:
@@ -186,7 +207,7 @@ def default_config(problem: Problem, target: Target, kind: str = "prefill", fami
     data is not compile-checked."""
     family = family or family_of(target)
     key = problem_key(problem)
-    config = _tuning(family, kind).default(key, masked=problem.mask is not None)
+    config = _tuning(family, kind).default(key, problem_tags(problem))
     limit = _fit_limit(family, target)
     if limit is None:
         return config

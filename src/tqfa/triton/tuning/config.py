@@ -11,9 +11,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
-# (head-dim bucket, element size in bytes): (64 | 128 | 256, 2 | 4). A table may add a
-# (bucket, size, "masked") row for calls with a mask, whose tile is pipelined too.
+# (head-dim bucket, element size in bytes): (64 | 128 | 256, 2 | 4). A table may add rows
+# (bucket, size, tag) for the calls that carry the tag (tuning.problem_tags), the first tag that
+# has a row winning: "masked" (a mask, whose tile is pipelined too), "short" (Sq and Skv at most
+# SHORT_LENGTH), "split" (a head dim the kernel computes as two parts, such as 96 = 64 + 32).
 Key = tuple
+TAGS = ("masked", "short", "split")
+SHORT_LENGTH = 1024
 
 
 def _is_int(value) -> bool:
@@ -141,8 +145,10 @@ class Tuning:
     space: tuple = ()
     keep: Callable[[object, int, int], bool] = _keep_all
 
-    def default(self, key: Key, masked: bool):
-        return (masked and self.defaults.get(key + ("masked",))) or self.defaults[key]
+    def default(self, key: Key, tags: tuple[str, ...] = ()):
+        """The row of the first of `tags` (in TAGS order) that has one, else the key's."""
+        return next((self.defaults[key + (tag,)] for tag in tags if key + (tag,) in self.defaults),
+                    self.defaults[key])
 
     def candidates(self, key: Key) -> list:
         """The space pruned by the family's rule for `key` (before the shared-memory fit)."""

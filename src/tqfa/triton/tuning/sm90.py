@@ -1,15 +1,24 @@
 """NVIDIA sm90 (H100, H200, GH200): 227 KB of shared memory per block, wgmma on warpgroups of
 4 warps.
 
-The 16-bit defaults up to d128 are MEASURED on an H100 (benchmarks/results/h100-triton-kernel.md,
-b2-h32:8 at 4k, bf16): 128x128 w8 s3 beats 128x64 w8 s3 by 15% (causal 12%) for head dims
-65-128 and loses by 20% at d64; with a mask 128x128 s3 would need 288 KB, 128x64 s3 is within
-noise of s4. On an H200 (benchmarks/results/h200-2026-11-30.md) TMA descriptors gained 1-3% at
-d128 and lost 3% at d64, within the spread of repeated rows, so no default uses them; with a
-key-padding mask 128x128 s3 and 128x64 s3 were within 1%. The d256 rows are not timed: FA2's
-H100 choice (64x64, "2 CTAs per SM"), and 64x32 with a mask, where 64x64 spills 24 bytes in the
-compile check.
-The space holds the measured candidates and their neighbours.
+The 16-bit defaults up to d128 are MEASURED: first on an H100 (benchmarks/results/
+h100-triton-kernel.md, b2-h32:8 at 4k, bf16: 128x128 w8 s3 beats 128x64 w8 s3 by 15%, causal
+12%, for head dims 65-128 and loses by 20% at d64), then on an H200 (benchmarks/results/
+h200-2026-11-30.md, every row of the prefill table side by side in one run):
+- d128: TMA descriptors on 128x128 w8 s3 gain 7% (513 vs 476 TFLOP/s non-causal, 458 vs 422
+  causal 4k, 527 vs 493 causal 16k) since K and V are loaded at the top of the tile loop (1-3%
+  before); two row blocks per program (256x64 w8 s3 h2) 509, 429, 495.
+- "split" (d96 = 64 + 32 and the like): 128x64 w4 s3 (98 KB: two programs per SM, one warpgroup
+  each) 459 against 377 for 128x128 w8 s3, 451 with TMA; the TMA form is the default: without
+  descriptors the tile spills 24 bytes under Triton 3.9 (compile check), with them none.
+- "short" (Sq, Skv <= 1024; measured at d128): 64x64 w4 s3 beats 128x128 w8 s3 by 23% (causal b8 q512), 18%
+  (causal b4 q1024), 14% and 11% (non-causal): more programs, less waste on the diagonal; at 4k
+  it loses 3-7%.
+- with a key-padding mask 128x128 s3 and 128x64 s3 were within 1%.
+The d256 rows are not timed: FA2's H100 choice (64x64, "2 CTAs per SM"), and 64x32 with a mask,
+where 64x64 spills 24 bytes in the compile check.
+The space holds the measured candidates and their neighbours (128x128 w8 s3 without TMA is the
+TMA default itself where a tensor's layout rules descriptors out: launch.py falls back).
 """
 
 from .config import DecodeConfig, Family, KernelConfig, Tuning
@@ -21,15 +30,19 @@ D = DecodeConfig
 PREFILL = Tuning(
     defaults={
         (64, 2): K(128, 64, 8, 3),
-        (128, 2): K(128, 128, 8, 3),
+        (128, 2): K(128, 128, 8, 3, tma=True),
         (128, 2, "masked"): K(128, 64, 8, 3),
+        (128, 2, "short"): K(64, 64, 4, 3),
+        (128, 2, "split"): K(128, 64, 4, 3, tma=True),
         (256, 2): K(64, 64, 8, 2),
         (256, 2, "masked"): K(64, 32, 8, 3),
         **FP32,
     },
     space=(
-        K(128, 128, 8, 3), K(128, 128, 8, 2), K(128, 64, 8, 3), K(128, 64, 8, 4), K(128, 64, 4, 3),
-        K(64, 64, 4, 3), K(64, 64, 8, 2), K(64, 32, 8, 3), K(64, 128, 4, 3), *FP32.values(),
+        K(128, 128, 8, 3, tma=True), K(256, 64, 8, 3, halves=2),
+        K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3), K(128, 64, 8, 4),
+        K(128, 64, 4, 3, tma=True),
+        K(64, 64, 4, 3), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
     ),
     keep=keep,
 )
