@@ -49,14 +49,18 @@ ORIGINAL = {"b2-h32:8-q4096-k4096-d128": 440, "b2-h32:8-q4096-k4096-d128-causal"
 K = KernelConfig
 TMA = dict(tma=True)
 H2 = dict(halves=2)
-# Candidate configurations per (head dim, masked): the sm90 default for the long rows first, then
-# its neighbours: without TMA, two row blocks per program (halves), the 64-row tiles of short rows.
+# Candidate configurations per (head dim, masked): the default first, then neighbours: tensor
+# descriptors, two row blocks per program (halves), fewer stages, two or three programs per SM.
 VARIANTS = {
-    (128, False): [K(128, 128, 8, 3, **TMA), K(128, 128, 8, 3), K(256, 64, 8, 3, **H2), K(64, 64, 4, 3)],
-    (64, False): [K(128, 64, 8, 3), K(128, 64, 8, 3, **TMA), K(128, 64, 4, 3, **H2, **TMA),
-                  K(128, 64, 8, 4)],
+    (128, False): [K(64, 64, 4, 3), K(64, 64, 4, 2), K(64, 64, 4, 3, **TMA), K(64, 64, 4, 2, **TMA),
+                   K(128, 64, 4, 2, **H2, **TMA), K(64, 128, 4, 2, **TMA), K(128, 128, 8, 2, **TMA),
+                   K(256, 64, 8, 3, **H2), K(128, 128, 8, 3, **TMA)],
+    (64, False): [K(128, 64, 8, 3), K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 4, **H2, **TMA),
+                  K(128, 64, 4, 2, **H2, **TMA), K(128, 128, 4, 2, **H2, **TMA), K(64, 64, 4, 3, **TMA),
+                  K(128, 64, 4, 3, **TMA), K(256, 64, 8, 2, **H2, **TMA), K(128, 32, 4, 3, **H2, **TMA),
+                  K(128, 128, 8, 2, **TMA)],
     (96, False): [K(128, 64, 4, 3, **TMA), K(128, 64, 4, 3), K(128, 128, 8, 3)],
-    (128, True): [K(128, 64, 8, 3), K(128, 64, 8, 3, **TMA), K(128, 128, 8, 3, **TMA)],
+    (128, True): [K(128, 64, 8, 3), K(128, 64, 8, 3, **TMA), K(128, 128, 8, 3, **TMA), K(128, 128, 8, 3)],
 }
 SMOKE_SHAPES = [Shape(1, 4, 2, 200, 200, 64), Shape(1, 4, 2, 200, 200, 96, causal=True),
                 Shape(2, 4, 2, 150, 150, 128, padding=True)]
@@ -222,6 +226,42 @@ def time_row(shape: Shape, name: str, names: list[str], device: str, deadline: f
     return rows
 
 
+def host_seconds(device: str) -> dict:
+    """Python time per prefill call and per stage of it, with and without a key-padding mask, on
+    a shape whose GPU time is a few microseconds (the host path is the same at any size)."""
+    import torch.nn.functional as F
+
+    import tqfa
+    from tqfa.device import probe
+    from tqfa.problem import build_problem
+    from tqfa.triton import launch
+    from tqfa.triton.tuning import INTERPRETER, select_config
+
+    size = (1, 32, 8, 256, 256, 128) if on_gpu(device) else (1, 4, 2, 40, 40, 64)
+    calls = {}
+    for shape in (Shape(*size, padding=True), Shape(*size)):
+        q, k, v, mask = providers.make_inputs(shape, torch.float16, device)
+        tag = "key padding" if shape.padding else "no mask"
+        problem = build_problem(q, k, v, mask)
+        target = probe(q.device) if on_gpu(device) else INTERPRETER
+        config = select_config(problem, target)
+        out, lse = torch.empty_like(q), torch.empty(q.shape[:3], device=q.device)
+        calls.update({
+            f"tqfa.attention ({tag})": lambda q=q, k=k, v=v, m=mask: tqfa.attention(q, k, v, m, backend="triton"),
+            f"build_problem ({tag})": lambda q=q, k=k, v=v, m=mask: build_problem(q, k, v, m),
+            f"select_config ({tag})": lambda p=problem, t=target: select_config(p, t),
+            f"kernel_arguments ({tag})": lambda p=problem, o=out, lse=lse, c=config:
+                launch.kernel_arguments(p, o, lse, c, False),
+            f"attention_forward ({tag})": lambda p=problem, o=out, lse=lse, c=config:
+                launch.attention_forward(p, o, lse, c, False),
+            f"sdpa ({tag})": lambda q=q, k=k, v=v, m=mask: F.scaled_dot_product_attention(
+                q, k, v, m, enable_gqa=True),
+        })
+        if shape.padding:
+            calls["key_ranges (key padding)"] = lambda m=problem.mask: launch.key_ranges(m)
+    return providers.host_microseconds(calls, device, profiled="tqfa.attention (key padding)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Tables
 
@@ -276,6 +316,8 @@ def main() -> int:
     parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp16"], choices=sorted(DTYPES))
     parser.add_argument("--variants", action="store_true", help="also time the candidate configurations")
     parser.add_argument("--skip-tests", action="store_true")
+    parser.add_argument("--host", action="store_true", help="also time the host (Python) side of calls")
+    parser.add_argument("--only", nargs="+", help="the rows whose shape id contains one of these")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes; the CPU interpreter works")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--rep-ms", type=float, default=100, help="do_bench time per measurement")
@@ -294,7 +336,8 @@ def main() -> int:
     print(json.dumps(results["environment"]), flush=True)
     results["ceilings"] = ceilings(args.device)
     print(json.dumps(results["ceilings"]), flush=True)
-    bench = SMOKE_SHAPES if args.smoke else shapes.GPU_PREFILL
+    bench = [s for s in (SMOKE_SHAPES if args.smoke else shapes.GPU_PREFILL)
+             if not args.only or any(text in s.id for text in args.only)]
     # Variants run in the first dtype only: the others time the default against the peers.
     plan = [(s, name, entries(s, args.variants and name == args.dtypes[0], name == args.dtypes[0]))
             for name in args.dtypes for s in bench]
@@ -323,6 +366,8 @@ def main() -> int:
         rows += time_row(shape, name, names, args.device, start + args.budget_s, args.rep_ms,
                          {e: w for e, w in why.items() if w})
     results["rows"] = rows
+    if args.host:
+        providers.guarded(results, "host", host_seconds, args.device)
     results["total_s"] = time.monotonic() - start
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)

@@ -19,12 +19,9 @@ Writes summary.md, results.json, profile.txt and pytest.log under --out; prints 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import dataclasses
-import io
 import json
 import os
-import pstats
 import subprocess
 import sys
 import time
@@ -150,24 +147,7 @@ def host_seconds(device: str, dtype) -> dict:
         "decode_forward (launches)": lambda: decode_launch.decode_forward(problem, out, lse, config, sms),
         "sdpa (default kernel)": lambda: sdpa(q, k, v, enable_gqa=True),
     }
-    report = {}
-    for name, fn in calls.items():
-        fn()
-        n = 200 if on_gpu(device) else 3
-        if on_gpu(device):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        report[name + " us"] = (time.perf_counter() - start) / n * 1e6
-        if on_gpu(device):
-            torch.cuda.synchronize()
-    profile = cProfile.Profile()
-    profile.runcall(lambda: [calls["tqfa.attention"]() for _ in range(300 if on_gpu(device) else 1)])
-    text = io.StringIO()
-    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(30)
-    report["profile"] = text.getvalue()
-    return report
+    return providers.host_microseconds(calls, device, profiled="tqfa.attention")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,9 +7,12 @@ prefill FLOPs = 4 * B * Hq * Sq * Skv * D (half when causal), decode bytes = the
 
 from __future__ import annotations
 
+import cProfile
 import importlib.util
+import io
 import json
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -236,6 +239,33 @@ def graph_seconds(fns: list, device: str, calls: int = 40) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end) / 1e3 / n)
     return statistics.median(times)
+
+
+def host_microseconds(calls: dict, device: str, profiled: str | None = None) -> dict:
+    """Python time per call of each zero-argument callable (name -> us), with the GPU queue
+    empty before each batch: the callers pick shapes whose GPU time is a few microseconds, so
+    the queue never fills and blocks. With `profiled`, a cProfile of that call (top 30 by own
+    time) under "profile"."""
+    gpu = torch.device(device).type == "cuda"
+    report = {}
+    for name, fn in calls.items():
+        fn()
+        n = 200 if gpu else 3
+        if gpu:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        report[name + " us"] = (time.perf_counter() - start) / n * 1e6
+        if gpu:
+            torch.cuda.synchronize()
+    if profiled:
+        profile = cProfile.Profile()
+        profile.runcall(lambda: [calls[profiled]() for _ in range(300 if gpu else 1)])
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(30)
+        report["profile"] = text.getvalue()
+    return report
 
 
 def environment(device: str) -> dict:
