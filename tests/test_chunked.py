@@ -98,7 +98,10 @@ FUSED_SHAPES = {  # (b, hq, hkv, sq, skv)
 @pytest.mark.parametrize("mask_kind", ["none", "bool", "additive", "hf", "keypad"])
 @pytest.mark.parametrize("causal", [None, "top_left", "bottom_right"])
 @pytest.mark.parametrize("shape", FUSED_SHAPES, ids=str)
-def test_fused_path_agrees_with_the_oracle(shape, causal, mask_kind, dtype, monkeypatch):
+@pytest.mark.parametrize("gqa", ["op", "per_position"])  # the op's own GQA where it has one, or not
+def test_fused_path_agrees_with_the_oracle(gqa, shape, causal, mask_kind, dtype, monkeypatch):
+    if gqa == "per_position":
+        monkeypatch.setattr(chunked_fused, "_op_has_gqa", lambda: False)
     b, hq, hkv, sq, skv = FUSED_SHAPES[shape]
     gen = torch.Generator().manual_seed(sq * 1000 + skv)
     q = torch.randn(b, hq, sq, 32, generator=gen).to(dtype)
@@ -133,3 +136,20 @@ def test_fused_path_agrees_with_the_oracle(shape, causal, mask_kind, dtype, monk
     assert out_err <= 2 * naive_out_err + FLOOR[dtype], f"out error {out_err:.3g}, naive {naive_out_err:.3g}"
     lse_floor = max(FLOOR[dtype], 4e-6) * (1 + magnitude)
     assert lse_err <= 2 * naive_lse_err + lse_floor, f"lse error {lse_err:.3g}, naive {naive_lse_err:.3g}"
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.7])
+@pytest.mark.parametrize("causal", [None, "top_left", "bottom_right"])
+def test_non_positive_scales(scale, causal):
+    # The op writes -inf into causal scores before scaling them: causal calls with such a scale run
+    # the loop; without a causal rule the op is exact.
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(2, 4, 9, 16, generator=g, dtype=torch.float64)
+    k, v = (torch.randn(2, 2, 13, 16, generator=g, dtype=torch.float64) for _ in range(2))
+    mask = torch.rand(2, 1, 9, 13, generator=g) > 0.3
+    kwargs = dict(is_causal=causal is not None, causal_alignment=causal or "top_left", scale=scale)
+    assert chunked_fused.applies(build_problem(q, k, v, mask, **kwargs)) == (causal is None)
+    out, lse = tqfa.attention(q, k, v, mask, return_lse=True, backend="chunked", **kwargs)
+    ref_out, ref_lse = reference(q, k, v, mask, causal=causal, scale=scale)
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(lse, ref_lse, rtol=1e-10, atol=1e-10)

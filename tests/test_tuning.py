@@ -170,7 +170,7 @@ def test_sm90_keeps_the_measured_defaults():
     assert select_config(meta_problem(128), H100) == K(128, 128, 8, 3, tma=True)
     assert select_config(meta_problem(112), H100) == K(128, 128, 8, 3, tma=True)  # padded to 128
     assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True)  # split: 64 + 32
-    assert select_config(meta_problem(64), H100) == K(128, 64, 8, 3)
+    assert select_config(meta_problem(64), H100) == K(128, 64, 4, 3, tma=True, halves=2)
     assert select_config(meta_problem(128, mask=True), H100) == K(128, 64, 8, 3)
 
 
@@ -181,7 +181,7 @@ def test_tags_pick_rows_in_order_of_precedence():
     assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3)
     assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3)  # short before split
     assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3)
-    assert select_config(meta_problem(64, **short), H100) == K(128, 64, 8, 3)  # no sm90 row: the key's
+    assert select_config(meta_problem(64, **short), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # the key's
 
 
 def test_amd_configs_carry_amd_options():

@@ -1,14 +1,14 @@
 """The chunked backend's CPU path: torch's fused flash kernel, called piece by piece.
 
 aten::_scaled_dot_product_flash_attention_for_cpu(q, k, v, dropout_p, is_causal, *, attn_mask,
-scale) -> (out, logsumexp) is blockwise itself (memory stays bounded) and as fast as SDPA on a CPU.
-Its contract is narrower than ours; each gap is closed here, and what cannot be closed runs
-chunked.py's loop instead (see `applies`):
-- GQA: K/V are never repeated (SDPA's extra memory on a CPU). Without a causal rule, and with a
-  mask that does not vary by head and query row (or with one query row), the group joins the query
-  length, [B, Hkv, G*Sq, D], so each K/V block serves G heads (a decode step reads the cache once,
-  not G times). Otherwise one call per position g in the group: q heads g, g+G, ... read kv heads
-  0, 1, ... (older torch has no GQA in the op; none is asked of it).
+scale) -> (out, logsumexp) is the kernel SDPA runs on a CPU: blockwise (memory stays bounded), and
+about twice as fast there as the loop. Its contract is narrower than ours; each gap is closed
+here, and what cannot be closed runs chunked.py's loop instead (see `applies`):
+- GQA: K/V are never repeated. Without a causal rule, and with a mask that does not vary by head
+  and query row (or with one query row), the group joins the query length, [B, Hkv, G*Sq, D], so
+  each K/V block serves G heads (a decode step reads the cache once, not G times). Otherwise the
+  op's own GQA where it has one (`_op_has_gqa`), else one call per position g in the group: q
+  heads g, g+G, ... read kv heads 0, 1, ...
 - causal: the op's rule is top_left. bottom_right with Skv > Sq > 1 is two pieces merged by
   their LSEs: keys [0, Skv - Sq), which every query sees, and the square top_left rest (with a
   float mask: the loop, see `applies`). With Skv < Sq the first Sq - Skv rows see nothing and the
@@ -21,6 +21,7 @@ chunked.py's loop instead (see `applies`):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -31,17 +32,41 @@ from .problem import Problem
 _OP = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
+@functools.cache
+def _op_has_gqa() -> bool:
+    """Whether the op maps q head h to kv head h // G itself (newer torch). Older ops accept fewer
+    kv heads and index K/V by the q head, reading past them (torch 2.4 returns NaN). Here K/V are
+    the first of two heads in memory, so an older op reads the second, in bounds, and disagrees
+    with a call for that q head alone."""
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 2, 3, 8, generator=gen)
+    kv = torch.randn(2, 2, 5, 8, generator=gen)  # [k|v, head, key, D]
+    k, v = kv[:1, :1], kv[1:, :1]
+    try:
+        both = _OP(q, k, v)[0]
+    except RuntimeError:  # a version that checks the head counts
+        return False
+    return torch.allclose(both[:, 1], _OP(q[:, 1:], k, v)[0][:, 0], rtol=1e-5, atol=1e-6)
+
+
+def _causal(problem: Problem) -> bool:
+    """Whether the causal rule hides any key (a single bottom_right query sees every key)."""
+    return problem.causal is not None and problem.causal_offset < problem.kv_len - 1
+
+
 def _split_causal(problem: Problem) -> bool:
     """bottom_right with Skv > Sq > 1: the prefix and diagonal pieces, merged by their LSEs."""
-    return problem.causal is not None and 0 < problem.causal_offset < problem.kv_len - 1
+    return _causal(problem) and problem.causal_offset > 0
 
 
 def applies(problem: Problem) -> bool:
     """CPU tensors, no autograd (chunked.py's loop is what autograd differentiates), one head size
     for q, k and v (the op's rule), and at least one query and one key (the op divides by both).
-    Not a float mask with a split causal rule: a row near a finite minimum has an LSE near -3.4e38,
-    where float32's spacing (2e31) drops the log of the piece's key count, so the merge would
-    weigh the pieces wrongly (SDPA's answer there, the mean of V, needs the counts)."""
+    Not a causal rule with a scale <= 0: the op writes -inf into the scores before it scales them
+    (-inf * 0 = NaN, -inf * -1 = +inf). Not a float mask with a split causal rule: a row near a
+    finite minimum has an LSE near -3.4e38, where float32's spacing (2e31) drops the log of the
+    piece's key count, so the merge would weigh the pieces wrongly (SDPA's answer there, the mean
+    of V, needs the counts)."""
     return (
         _OP is not None
         and problem.device.type == "cpu"
@@ -49,6 +74,7 @@ def applies(problem: Problem) -> bool:
         and problem.v_head_dim == problem.head_dim
         and problem.q_len > 0
         and problem.kv_len > 0
+        and not (problem.scale <= 0 and _causal(problem))
         and not (problem.mask is not None and not problem.mask_is_bool and _split_causal(problem))
     )
 
@@ -76,6 +102,8 @@ def _grouped(problem: Problem, q, k, v, mask, causal: bool):
             mask = mask.unflatten(1, (hkv, group)).flatten(2, 3)
         out, lse = call(q.unflatten(1, (hkv, group)).flatten(2, 3), mask)
         return out.unflatten(2, (group, rows)).flatten(1, 2), lse.unflatten(2, (group, rows)).flatten(1, 2)
+    if _op_has_gqa():
+        return call(q, mask)
     out = q.new_empty(q.shape)
     lse = q.new_empty(q.shape[:3], dtype=problem.lse_dtype)
     for g in range(group):
@@ -95,6 +123,7 @@ def _seen(allowed: torch.Tensor, causal: bool, rows: int) -> torch.Tensor:
 
 
 def _piece(problem: Problem, q, k, v, mask, allowed, causal: bool):
+    """The op's (out, lse) for one piece, rows that see no key set to out 0, LSE -inf."""
     out, lse = _grouped(problem, q, k, v, mask, causal)
     if allowed is not None:
         hidden = ~_seen(allowed, causal, q.shape[2])
@@ -125,7 +154,7 @@ def forward(problem: Problem, mask: torch.Tensor | None, compute: torch.dtype):
         mask = mask.contiguous()  # torch 2.4's op reads mask rows as contiguous, whatever their strides
     q, k, v = problem.q, problem.k, problem.v
     offset, n = problem.causal_offset, problem.kv_len
-    if problem.causal is None or offset >= n - 1:  # every query sees every key
+    if not _causal(problem):
         out, lse = _piece(problem, q, k, v, mask, allowed, causal=False)
     elif offset == 0:
         out, lse = _piece(problem, q, k, v, mask, allowed, causal=True)

@@ -29,11 +29,13 @@ Feature flags (launch.py sets them from the problem and the configuration):
   end, which frees the registers the int64 pointer tiles held and drops all load predicates.
 - MASK_ROWS: the mask varies along query rows; without it (key-padding masks, [B, 1, 1, Skv]) one
   [BLOCK_N] vector per tile is read instead of a [BLOCK_M, BLOCK_N] tile of equal rows.
-- KV_RANGE: per (batch, head) the launcher found the span [first_live, live_end) of keys that are
-  not masked out (bool False or the mask dtype's minimum) and the first key with a real weight
-  (>= half that minimum). A block whose first row sees such a key gives every key outside the
-  span exactly zero weight (its score is at least |minimum| / 2 below the row max), so those tiles
-  are skipped. A block without one keeps every key: SDPA averages V over minimum-masked rows.
+- KV_RANGE (masks without MASK_ROWS): each program first scans its (batch, head)'s mask row for
+  the span [first_live, live_end) of keys that are not masked out (bool False, or at most
+  mask_lowest: the mask dtype's minimum, HF's padding value) and the first key with a real weight
+  (>= mask_lowest / 2). A block whose first row sees such a key gives every key outside the span
+  exactly zero weight (its score is at least |minimum| / 2 below the row max), so those tiles are
+  skipped. A block without one keeps every key: SDPA averages V over minimum-masked rows. The
+  scan reads Skv mask values, against the Skv x D of K and V the program streams.
 
 - HALVES == 2: the program's BLOCK_M rows are two row blocks of BLOCK_M // 2 with their own
   state, which share every K/V tile load; in each tile the second block's QK product is issued
@@ -56,6 +58,9 @@ import triton.language as tl
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
+
+# Mask values per step of the KV_RANGE scan.
+RANGE_SCAN = tl.constexpr(1024)
 
 # MASK_KIND values.
 NO_MASK = tl.constexpr(0)
@@ -192,6 +197,29 @@ def _attend_tiles(
 
 
 @triton.jit
+def _key_range(mask_row, stride_mn, kv_len, mask_lowest, MASK_KIND: tl.constexpr):
+    """(first live key, one past the last live key, first key with a real weight) of one mask row
+    (see KV_RANGE); kv_len, 0, kv_len where there is none."""
+    first_live = kv_len
+    live_end = kv_len * 0
+    first_strong = kv_len
+    for start in tl.range(0, kv_len, RANGE_SCAN):
+        cols = start + tl.arange(0, RANGE_SCAN)
+        inside = cols < kv_len
+        vals = tl.load(mask_row + cols.to(tl.int64) * stride_mn, mask=inside, other=0)
+        if MASK_KIND == BOOL_MASK:
+            live = inside & (vals != 0)
+            strong = live
+        else:
+            live = inside & (vals.to(tl.float32) > mask_lowest)
+            strong = inside & (vals.to(tl.float32) >= mask_lowest * 0.5)
+        first_live = tl.minimum(first_live, tl.min(tl.where(live, cols, kv_len)))
+        live_end = tl.maximum(live_end, tl.max(tl.where(live, cols + 1, 0)))
+        first_strong = tl.minimum(first_strong, tl.min(tl.where(strong, cols, kv_len)))
+    return first_live, live_end, first_strong
+
+
+@triton.jit
 def _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start, rows, stride_qb, stride_qh, stride_qm,
             stride_qd, offs_d, offs_d1, ROWS: tl.constexpr, HEAD_DIM: tl.constexpr,
             BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr, TMA: tl.constexpr):
@@ -245,15 +273,14 @@ def _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_o
 
 @triton.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
 def attention_fwd_kernel(
-    Q, K, V, Mask, Out, Lse, KeyRange,
+    Q, K, V, Mask, Out, Lse,
     q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
     stride_qb, stride_qh, stride_qm, stride_qd,
     stride_kb, stride_kh, stride_kn, stride_kd,
     stride_vb, stride_vh, stride_vn, stride_vd,
     stride_mb, stride_mh, stride_mm, stride_mn,
     stride_ob, stride_oh, stride_om, stride_od,
-    stride_rb, stride_rh,
-    q_heads, group, q_len, kv_len, causal_offset, sm_scale,
+    q_heads, group, q_len, kv_len, causal_offset, sm_scale, mask_lowest,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HALVES: tl.constexpr,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
@@ -262,7 +289,7 @@ def attention_fwd_kernel(
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
-    The *_desc arguments are read with TMA only; KeyRange ([B, H, 3] int32) with KV_RANGE only."""
+    The *_desc arguments are read with TMA only; mask_lowest with KV_RANGE only."""
     num_m = tl.cdiv(q_len, BLOCK_M)
     pid = tl.program_id(0)
     bh = pid // num_m
@@ -329,10 +356,11 @@ def attention_fwd_kernel(
     n_lo = 0
     full_stop = n_full
     if KV_RANGE:
-        key_range = KeyRange + b * stride_rb + h * stride_rh
-        anchored = tl.load(key_range + 2) <= first_row_sees
-        n_lo = tl.where(anchored, tl.load(key_range) // BLOCK_N * BLOCK_N, 0)
-        n_stop = tl.where(anchored, tl.minimum(n_stop, tl.load(key_range + 1)), n_stop)
+        first_live, live_end, first_strong = _key_range(mask_base, stride_mn, kv_len, mask_lowest,
+                                                        MASK_KIND)
+        anchored = first_strong <= first_row_sees
+        n_lo = tl.where(anchored, first_live // BLOCK_N * BLOCK_N, 0)
+        n_stop = tl.where(anchored, tl.minimum(n_stop, live_end), n_stop)
         full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
 
     q_b, q1_b = q, q1

@@ -1,5 +1,5 @@
-"""Launch of the forward kernel: strides, tensor descriptors, key ranges, grid, constexpr flags,
-keyword arguments. No policy: the backend picks the configuration and allocates the outputs."""
+"""Launch of the forward kernel: strides, tensor descriptors, grid, constexpr flags, keyword
+arguments. No policy: the backend picks the configuration and allocates the outputs."""
 
 from __future__ import annotations
 
@@ -58,26 +58,13 @@ def _descriptors(problem: Problem, config: KernelConfig, parts) -> dict | None:
     return descs
 
 
-def key_ranges(mask: torch.Tensor) -> torch.Tensor:
-    """[B', H', 3] int32 for a mask that does not vary along query rows (B', H' = 1 where it is
-    broadcast): first live key, one past the last live key, first key with a real weight.
-
-    Dead: bool False, or at most the float mask dtype's minimum (HF's padding value, -inf).
-    Real weight: True, or at least half that minimum. Rows without such a key keep every key
-    (kernel.py: KV_RANGE)."""
-    rows = mask[:, :, 0]
-    rows = rows[: 1 if rows.stride(0) == 0 else None, : 1 if rows.stride(1) == 0 else None]
-    if rows.dtype == torch.bool:
-        live = strong = rows
-    else:
-        lowest = torch.finfo(rows.dtype).min
-        live, strong = rows > lowest, rows >= lowest / 2
-    n = rows.shape[-1]
-    idx = torch.arange(n, device=rows.device, dtype=torch.int32)
-    first_live = torch.where(live, idx, n).amin(-1)
-    live_end = torch.where(live, idx + 1, 0).amax(-1)
-    first_strong = torch.where(strong, idx, n).amin(-1)
-    return torch.stack([first_live, live_end, first_strong], dim=-1).to(torch.int32)
+def _mask_lowest(mask: torch.Tensor | None) -> float:
+    """The value at or below which a float mask entry hides its key (kernel.py: KV_RANGE): the
+    mask dtype's minimum, HF's padding value; the kernel compares in fp32, whose minimum is the
+    floor (a float64 minimum is -inf there, as in the scores)."""
+    if mask is None or mask.dtype == torch.bool:
+        return 0.0
+    return max(torch.finfo(mask.dtype).min, torch.finfo(torch.float32).min)
 
 
 def _mask_kind(problem: Problem) -> int:
@@ -98,14 +85,12 @@ def kernel_arguments(
     sob, soh, som, sod = _strides(out)
     parts = head_parts(problem.head_dim)
     descs = _descriptors(problem, config, parts) if config.tma else None
-    ranges = key_ranges(mask) if mask is not None and smm == 0 else None
-    srb, srh, _, _ = _strides(None if ranges is None else ranges[:, :, None])
     num_m = triton.cdiv(problem.q_len, config.block_m)
     grid = (num_m * problem.batch * problem.q_heads,)
     # tf32 only changes fp32 dots; 16-bit dots always run on the tensor cores.
     precision = "tf32" if allow_tf32 and q.dtype == torch.float32 else "ieee"
     return grid, dict(
-        Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Lse=lse, KeyRange=ranges,
+        Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Lse=lse,
         **(descs or dict.fromkeys(
             ("q_desc", "q_desc1", "k_desc", "k_desc1", "v_desc", "v_desc1"))),
         stride_qb=sqb, stride_qh=sqh, stride_qm=sqm, stride_qd=sqd,
@@ -113,14 +98,13 @@ def kernel_arguments(
         stride_vb=svb, stride_vh=svh, stride_vn=svn, stride_vd=svd,
         stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
         stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
-        stride_rb=srb, stride_rh=srh,
         q_heads=problem.q_heads, group=problem.group,
         q_len=problem.q_len, kv_len=problem.kv_len, causal_offset=problem.causal_offset,
-        sm_scale=problem.scale,
+        sm_scale=problem.scale, mask_lowest=_mask_lowest(mask),
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, HALVES=config.halves,
         HEAD_DIM=problem.head_dim, BLOCK_D=parts[0], BLOCK_D1=parts[1],
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
-        MASK_ROWS=smm != 0, KV_RANGE=ranges is not None,
+        MASK_ROWS=smm != 0, KV_RANGE=mask is not None and smm == 0,
         FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,

@@ -8,12 +8,15 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
 - d128: TMA descriptors on 128x128 w8 s3 gain 7% (513 vs 476 TFLOP/s non-causal, 458 vs 422
   causal 4k, 527 vs 493 causal 16k) since K and V are loaded at the top of the tile loop (1-3%
   before); two row blocks per program (256x64 w8 s3 h2) 509, 429, 495.
+- d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB: up to three
+  programs per SM) 435, 433, 426 against 412, 418, 410 for 128x64 w8 s3 in three runs.
 - "split" (d96 = 64 + 32 and the like): 128x64 w4 s3 (98 KB: two programs per SM, one warpgroup
   each) 459 against 377 for 128x128 w8 s3, 451 with TMA; the TMA form is the default: without
   descriptors the tile spills 24 bytes under Triton 3.9 (compile check), with them none.
 - "short" (Sq, Skv <= 1024; measured at d128): 64x64 w4 s3 beats 128x128 w8 s3 by 23% (causal b8 q512), 18%
   (causal b4 q1024), 14% and 11% (non-causal): more programs, less waste on the diagonal; at 4k
-  it loses 3-7%.
+  it loses 3-7%. With TMA it gains 10-13% more in GPU time, but the descriptors add about 90 us
+  of host time per call, and calls this short are host-bound when not captured in a graph.
 - with a key-padding mask 128x128 s3 and 128x64 s3 were within 1%.
 The d256 rows are not timed: FA2's H100 choice (64x64, "2 CTAs per SM"), and 64x32 with a mask,
 where 64x64 spills 24 bytes in the compile check.
@@ -29,7 +32,7 @@ D = DecodeConfig
 
 PREFILL = Tuning(
     defaults={
-        (64, 2): K(128, 64, 8, 3),
+        (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
         (128, 2): K(128, 128, 8, 3, tma=True),
         (128, 2, "masked"): K(128, 64, 8, 3),
         (128, 2, "short"): K(64, 64, 4, 3),
