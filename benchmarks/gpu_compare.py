@@ -149,6 +149,7 @@ def entries(shape: Shape, variants: bool, flex: bool) -> list[str]:
     names = ["tqfa", *[p for p in PEERS if flex or p != "flex-attention"]]
     if variants:
         names += ["cfg:" + json.dumps(dataclasses.asdict(c)) for c in variants_for(shape)]
+        if shape.padding:
             names.append("tqfa-unpadded-mask")
     return names
 
