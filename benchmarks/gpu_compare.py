@@ -242,7 +242,8 @@ def host_seconds(device: str) -> dict:
         config = select_config(problem, target)
         out, lse = torch.empty_like(q), torch.empty(q.shape[:3], device=q.device)
         calls.update({
-            f"tqfa.attention ({tag})": lambda q=q, k=k, v=v, m=mask: tqfa.attention(q, k, v, m, backend="triton"),
+            f"tqfa.attention ({tag})": lambda q=q, k=k, v=v, m=mask: tqfa.attention(
+                q, k, v, m, backend="triton"),
             f"build_problem ({tag})": lambda q=q, k=k, v=v, m=mask: build_problem(q, k, v, m),
             f"select_config ({tag})": lambda p=problem, t=target: select_config(p, t),
             f"kernel_arguments ({tag})": lambda p=problem, o=out, lse=lse, c=config:

@@ -11,8 +11,9 @@ equal to 1 folded to constants, multiples of 16 tagged, except the never-special
 Variants: "plain" (causal, no mask), "masked" (also an additive [B, 1, Sq, Skv] mask in the
 input dtype, HF's 4-D mask: the heaviest tile set), "split" (a head dim of three quarters of the
 bucket, which the kernel computes as two parts: 48, 96, 192) and "short" (1024 queries and keys;
-only where a table has a "short" row, since the kernel is the plain one). The decode kind compiles its split kernel
-for the first max_q_len queries of that problem: its largest packed row block.
+only where a table has a "short" row, since the kernel is the plain one). The decode kind
+compiles its split kernel for the first max_q_len queries of that problem: its largest packed
+row block.
 
 Sets:
   --quick (CI)  each family's defaults on its first arch at every head-dim bucket: bf16 in
