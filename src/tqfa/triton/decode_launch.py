@@ -120,7 +120,7 @@ def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, confi
     decode_split_kernel[(programs,)](**split_arguments(problem, work, stats, plan, config))
     merge_block_d = min(MERGE_BLOCK_D, _head_block(d))
     sob, soh, som, sod = _strides(out)
-    decode_merge_kernel[(rows, triton.cdiv(d, merge_block_d))](
+    decode_merge_kernel[(rows, -(-d // merge_block_d))](
         Part=work, Stats=stats, Out=out, Lse=lse,
         stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
         q_heads=q_heads, q_len=q_len, num_splits=plan.num_splits,

@@ -25,7 +25,8 @@ def _strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
     and Triton specialises on their value, so this keeps one compiled variant per layout."""
     if t is None:
         return (0, 0, 0, 0)
-    return tuple(0 if size == 1 else stride for size, stride in zip(t.shape, t.stride()))
+    (b, h, m, n), (sb, sh, sm, sn) = t.shape, t.stride()  # unrolled: this runs on every call
+    return (0 if b == 1 else sb, 0 if h == 1 else sh, 0 if m == 1 else sm, 0 if n == 1 else sn)
 
 
 def _tma_strides(t: torch.Tensor) -> list[int] | None:
@@ -85,7 +86,7 @@ def kernel_arguments(
     sob, soh, som, sod = _strides(out)
     parts = head_parts(problem.head_dim)
     descs = _descriptors(problem, config, parts) if config.tma else None
-    num_m = triton.cdiv(problem.q_len, config.block_m)
+    num_m = -(-problem.q_len // config.block_m)  # triton.cdiv is a slow wrapper in triton 3.9
     grid = (num_m * problem.batch * problem.q_heads,)
     # tf32 only changes fp32 dots; 16-bit dots always run on the tensor cores.
     precision = "tf32" if allow_tf32 and q.dtype == torch.float32 else "ieee"

@@ -91,9 +91,11 @@ def _log_generic(family: str, device: str) -> None:
     _log.info("tqfa: no tuning table for %s; using the generic %s configurations", device, family)
 
 
+@functools.lru_cache(maxsize=64)
 def family_of(target: Target) -> Family:
     """The family that tunes `target`: the first that claims its arch, else its vendor's generic
-    family (logged once per arch). NVIDIA below sm80 has none (the backend refuses it first)."""
+    family (logged once per arch). NVIDIA below sm80 has none (the backend refuses it first).
+    Cached: it runs on every call."""
     if target.vendor == "nvidia" and nvidia_capability(target) < 80:
         raise ValueError(f"the triton kernel needs sm80 or newer, got {_describe(target)}")
     for family in FAMILIES.values():
