@@ -79,6 +79,7 @@ def test_unknown_arch_uses_the_vendors_generic_family_with_one_log_line(caplog):
     from tqfa.triton import tuning
 
     tuning._log_generic.cache_clear()
+    tuning.family_of.cache_clear()
     target = amd("AMD Instinct MI100", "gfx908")
     with caplog.at_level(logging.INFO, logger="tqfa"):
         assert family_of(target).name == family_of(target).name == "amd"
