@@ -2,9 +2,11 @@
 
 Which path runs (both compute the same function):
 - CPU tensors without autograd, Dv == D, Sq and Skv > 0, on a torch that has the fused CPU flash
-  op: chunked_fused.py, that op called piece by piece (as fast as SDPA there, K/V not repeated).
-- everything else (autograd, other devices, Dv != D, empty lengths, a torch without the op): the
-  online-softmax loop below.
+  op (SDPA's CPU kernel): chunked_fused.py, that op called piece by piece, K/V not repeated (as
+  fast as SDPA; benchmarks/cpu_chunked.py). Not for a causal rule with scale <= 0, nor for a
+  float mask with bottom_right causal and 1 < Sq < Skv (chunked_fused.applies says why).
+- everything else (autograd, other devices, Dv != D, empty lengths, the two cases above, a torch
+  without the op): the online-softmax loop below.
 
 Loop invariant (the same as the Triton kernel's): after the KV chunks [0, c) of one query block,
     m     = max_j s_ij                     (running max; -inf while nothing is visible)
