@@ -172,6 +172,7 @@ def test_sm90_keeps_the_measured_defaults():
     assert select_config(meta_problem(112), H100) == K(128, 128, 8, 3, tma=True)  # padded to 128
     assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True)  # split: 64 + 32
     assert select_config(meta_problem(64), H100) == K(128, 64, 4, 3, tma=True, halves=2)
+    assert select_config(meta_problem(64, mask=True), H100) == K(128, 64, 8, 3)  # no spills
     assert select_config(meta_problem(128, mask=True), H100) == K(128, 64, 8, 3)
 
 

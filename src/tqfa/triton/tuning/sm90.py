@@ -9,7 +9,8 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   causal 4k, 527 vs 493 causal 16k) since K and V are loaded at the top of the tile loop (1-3%
   before); two row blocks per program (256x64 w8 s3 h2) 509, 429, 495.
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB: up to three
-  programs per SM) 435, 433, 426 against 412, 418, 410 for 128x64 w8 s3 in three runs.
+  programs per SM) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
+  with a mask it spills (compile check), so masked calls keep 128x64 w8 s3 (not timed masked).
 - "split" (d96 = 64 + 32 and the like): 128x64 w4 s3 (98 KB: two programs per SM, one warpgroup
   each) 459 against 377 for 128x128 w8 s3, 451 with TMA; the TMA form is the default: without
   descriptors the tile spills 24 bytes under Triton 3.9 (compile check), with them none.
@@ -33,6 +34,7 @@ D = DecodeConfig
 PREFILL = Tuning(
     defaults={
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
+        (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 128, 8, 3, tma=True),
         (128, 2, "masked"): K(128, 64, 8, 3),
         (128, 2, "short"): K(64, 64, 4, 3),
