@@ -191,7 +191,7 @@ def _decode_launch(config, problem):
 
 # Problem kind -> (configuration, meta problem) -> (jit function, launch keyword arguments).
 LAUNCHES = {"prefill": _prefill_launch, "decode": _decode_launch}
-OPTION_NAMES = ("num_warps", "num_stages", "num_ctas", "waves_per_eu", "matrix_instr_nonkdim", "maxnreg")
+OPTION_NAMES = ("num_warps", "num_stages", "num_ctas", "waves_per_eu", "matrix_instr_nonkdim")
 
 
 def _gpu_target(arch: str):

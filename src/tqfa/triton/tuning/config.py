@@ -44,9 +44,6 @@ class KernelConfig:
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
-    # NVIDIA only: registers per thread the compiler may use (ptxas maxnreg); 0 leaves its choice.
-    # A cap can let one more program share an SM.
-    max_registers: int = 0
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -67,14 +64,8 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        if not (_is_int(self.max_registers) and (self.max_registers == 0 or 24 <= self.max_registers <= 255)):
-            raise ValueError(f"max_registers must be 0 or an integer from 24 to 255, got {self.max_registers!r}")
         if not isinstance(self.tma, bool):
             raise ValueError(f"tma must be true or false, got {self.tma!r}")
-
-    def nvidia_options(self) -> dict[str, int]:
-        """The NVIDIA-only compiler options this configuration sets: launch keywords on CUDA only."""
-        return {"maxnreg": self.max_registers} if self.max_registers else {}
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -86,7 +77,6 @@ class KernelConfig:
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""
-        tags += f" r{self.max_registers}" if self.max_registers else ""
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
 
     @classmethod
