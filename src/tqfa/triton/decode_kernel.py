@@ -31,13 +31,8 @@ split_len and num_splits are runtime values: no compile per length.
 import triton
 import triton.language as tl
 
-LOG2E = tl.constexpr(1.4426950408889634)
-LN2 = tl.constexpr(0.6931471805599453)
-
-# MASK_KIND values (the same as kernel.py's).
-NO_MASK = tl.constexpr(0)
-BOOL_MASK = tl.constexpr(1)
-ADDITIVE_MASK = tl.constexpr(2)
+# Units, mask kinds and the softmax step are kernel.py's (the prefill kernel).
+from .kernel import ADDITIVE_MASK, LN2, LOG2E, NO_MASK, softmax_step
 
 
 @triton.jit
@@ -70,6 +65,7 @@ def _split_tiles(
             v = tl.load(v_head + start * stride_vn + v_offs)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
 
+        mask_val = 0
         if MASK_KIND != NO_MASK:
             if KEY_MASK:
                 key_ptrs = mask_key + start * stride_mn + mask_offs
@@ -84,28 +80,11 @@ def _split_tiles(
                 else:
                     mask_val = tl.load(mask_ptrs)
 
-        if MASK_KIND == NO_MASK and not BOUNDARY and FOLD_SCALE:
-            # Every score is finite and qk_scale >= 0: the max commutes with the scaling.
-            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-            p = tl.math.exp2(tl.fma(qk, qk_scale, -m_new[:, None]))
-            alpha = tl.math.exp2(m_i - m_new)
-        else:
-            if MASK_KIND == ADDITIVE_MASK:
-                s = qk * sm_scale + mask_val.to(tl.float32)
-            else:
-                s = qk * qk_scale
-            if MASK_KIND == BOOL_MASK:
-                s = tl.where(mask_val != 0, s, float("-inf"))
-            if BOUNDARY:
-                s = tl.where(cols[None, :] <= col_limit[:, None], s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-            if MASK_KIND == ADDITIVE_MASK:
-                p = tl.math.exp2((s - m_use[:, None]) * LOG2E)
-                alpha = tl.math.exp2((m_i - m_use) * LOG2E)
-            else:
-                p = tl.math.exp2(s - m_use[:, None])
-                alpha = tl.math.exp2(m_i - m_use)
+        visible = 0
+        if BOUNDARY:
+            visible = cols[None, :] <= col_limit[:, None]
+        p, alpha, m_new = softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND,
+                                       FOLD_SCALE, BOUNDARY)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)

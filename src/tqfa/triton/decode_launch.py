@@ -13,7 +13,8 @@ import triton
 
 from ..problem import Problem
 from .decode_config import DecodeConfig
-from .decode_kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, decode_merge_kernel, decode_split_kernel
+from .decode_kernel import decode_merge_kernel, decode_split_kernel
+from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK
 
 # Under TRITON_INTERPRET=1 triton.jit returns an InterpretedFunction (decided at import).
 INTERPRETED = not isinstance(decode_split_kernel, triton.runtime.JITFunction)

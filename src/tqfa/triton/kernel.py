@@ -36,7 +36,6 @@ Feature flags (launch.py sets them from the problem and the configuration):
   exactly zero weight (its score is at least |minimum| / 2 below the row max), so those tiles are
   skipped. A block without one keeps every key: SDPA averages V over minimum-masked rows. The
   scan reads Skv mask values, against the Skv x D of K and V the program streams.
-
 - HALVES == 2: the program's BLOCK_M rows are two row blocks of BLOCK_M // 2 with their own
   state, which share every K/V tile load; in each tile the second block's QK product is issued
   while the first block's softmax runs (FlashAttention-3's overlap of MMA and softmax within a
@@ -99,29 +98,12 @@ def _load_kv(desc, desc1, head, offs, offs1, b, kvh, start_n, cols, kv_len, offs
 
 
 @triton.jit
-def _fold_tile(
-    acc, acc1, l_i, m_i, q, q1, k, k1, v, v1, mask_ptrs, cols, col_limit, kv_len, sm_scale, qk_scale,
-    BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
-    MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-):
-    """Fold one K/V tile into the running state of one row block (the invariant above)."""
-    qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
-    if BLOCK_D1 > 0:
-        qk = tl.dot(q1, tl.trans(k1), qk, input_precision=DOT_PRECISION)
-
-    if MASK_KIND != NO_MASK:
-        # [rows, BLOCK_N], or [1, BLOCK_N] when every row holds the same mask values.
-        if BOUNDARY:
-            mask_val = tl.load(mask_ptrs, mask=(cols < kv_len)[None, :], other=0)
-        else:
-            mask_val = tl.load(mask_ptrs)
-
-    if BOUNDARY:
-        # Keys past a row's limit: per element on the causal diagonal, per column otherwise.
-        if CAUSAL:
-            visible = cols[None, :] <= col_limit[:, None]
-        else:
-            visible = (cols < kv_len)[None, :]
+def softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND: tl.constexpr,
+                 FOLD_SCALE: tl.constexpr, BOUNDARY: tl.constexpr):
+    """One tile of raw scores qk [rows, BLOCK_N] against the running row max m_i: (p, alpha,
+    m_new), p the tile's unnormalised weights and alpha the factor that rescales the running
+    state (see Units above; the decode kernel uses it too). mask_val: the tile's mask values, read
+    when MASK_KIND != NO_MASK; visible: which keys each row may see, read when BOUNDARY."""
     if MASK_KIND == NO_MASK and FOLD_SCALE:
         # The hot path: visible scores are finite and qk_scale > 0, so the max commutes with
         # the scaling (hidden keys are -inf before it) and the exp2 argument is one FMA.
@@ -150,6 +132,36 @@ def _fold_tile(
         else:
             p = tl.math.exp2(s - m_use[:, None])
             alpha = tl.math.exp2(m_i - m_use)
+    return p, alpha, m_new
+
+
+@triton.jit
+def _fold_tile(
+    acc, acc1, l_i, m_i, q, q1, k, k1, v, v1, mask_ptrs, cols, col_limit, kv_len, sm_scale, qk_scale,
+    BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
+    MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Fold one K/V tile into the running state of one row block (the invariant above)."""
+    qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
+    if BLOCK_D1 > 0:
+        qk = tl.dot(q1, tl.trans(k1), qk, input_precision=DOT_PRECISION)
+
+    mask_val = 0
+    if MASK_KIND != NO_MASK:
+        # [rows, BLOCK_N], or [1, BLOCK_N] when every row holds the same mask values.
+        if BOUNDARY:
+            mask_val = tl.load(mask_ptrs, mask=(cols < kv_len)[None, :], other=0)
+        else:
+            mask_val = tl.load(mask_ptrs)
+    visible = 0
+    if BOUNDARY:
+        # Keys past a row's limit: per element on the causal diagonal, per column otherwise.
+        if CAUSAL:
+            visible = cols[None, :] <= col_limit[:, None]
+        else:
+            visible = (cols < kv_len)[None, :]
+    p, alpha, m_new = softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND,
+                                   FOLD_SCALE, BOUNDARY)
     l_i = l_i * alpha + tl.sum(p, 1)
     p = p.to(v.dtype)
     acc = tl.dot(p, v, acc * alpha[:, None], input_precision=DOT_PRECISION)
