@@ -15,6 +15,8 @@ from ..problem import Problem
 from .decode_config import DecodeConfig
 from .decode_kernel import decode_merge_kernel, decode_split_kernel
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK
+from .launch import zeroed_strides
+from .tuning import head_block
 
 # Under TRITON_INTERPRET=1 triton.jit returns an InterpretedFunction (decided at import).
 INTERPRETED = not isinstance(decode_split_kernel, triton.runtime.JITFunction)
@@ -61,28 +63,18 @@ def plan_splits(problem: Problem, config: DecodeConfig, multiprocessors: int,
     return SplitPlan(block_m, num_m, -(-tiles // per_split), per_split * config.block_n)
 
 
-def _strides(t: torch.Tensor) -> tuple[int, ...]:
-    """Strides with those of size-1 dims set to 0 (torch leaves them arbitrary; Triton would
-    specialise on their values)."""
-    return tuple(0 if size == 1 else stride for size, stride in zip(t.shape, t.stride()))
-
-
-def _head_block(head_dim: int) -> int:
-    return max(16, _pow2(head_dim))
-
-
 def split_arguments(problem: Problem, out: torch.Tensor, stats: torch.Tensor, plan: SplitPlan,
                     config: DecodeConfig) -> dict:
     """Keyword arguments of decode_split_kernel: out and stats are the final output and LSE when
     the plan has one split, else the partial buffers (acc, then (m, l))."""
     q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
-    smb, smh, smm, smn = (0, 0, 0, 0) if mask is None else _strides(mask)
+    smb, smh, smm, smn = zeroed_strides(mask)
     mask_kind = NO_MASK if mask is None else BOOL_MASK if mask.dtype == torch.bool else ADDITIVE_MASK
-    sqb, sqh, sqm, sqd = _strides(q)
-    skb, skh, skn, skd = _strides(k)
-    svb, svh, svn, svd = _strides(v)
+    sqb, sqh, sqm, sqd = zeroed_strides(q)
+    skb, skh, skn, skd = zeroed_strides(k)
+    svb, svh, svn, svd = zeroed_strides(v)
     # The partial buffers are addressed from their flat layout: no strides.
-    sob, soh, som, sod = (0, 0, 0, 0) if plan.num_splits > 1 else _strides(out)
+    sob, soh, som, sod = (0, 0, 0, 0) if plan.num_splits > 1 else zeroed_strides(out)
     d = q.shape[3]
     return dict(
         Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Stats=stats,
@@ -94,7 +86,7 @@ def split_arguments(problem: Problem, out: torch.Tensor, stats: torch.Tensor, pl
         kv_heads=k.shape[1], group=q.shape[1] // k.shape[1], q_len=q.shape[2], kv_len=k.shape[2],
         causal_offset=problem.causal_offset, split_len=plan.split_len, num_splits=plan.num_splits,
         sm_scale=problem.scale,
-        BLOCK_M=plan.block_m, BLOCK_N=config.block_n, HEAD_DIM=d, BLOCK_D=_head_block(d),
+        BLOCK_M=plan.block_m, BLOCK_N=config.block_n, HEAD_DIM=d, BLOCK_D=head_block(d),
         CAUSAL=problem.causal is not None, MASK_KIND=mask_kind,
         KEY_MASK=mask is not None and smh == 0 and smm == 0,
         FOLD_SCALE=problem.scale >= 0, SPLIT=plan.num_splits > 1,
@@ -119,8 +111,8 @@ def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, confi
     work = torch.empty(parts * (d + 2), dtype=torch.float32, device=out.device)  # acc, then (m, l)
     stats = work[parts * d:]
     decode_split_kernel[(programs,)](**split_arguments(problem, work, stats, plan, config))
-    merge_block_d = min(MERGE_BLOCK_D, _head_block(d))
-    sob, soh, som, sod = _strides(out)
+    merge_block_d = min(MERGE_BLOCK_D, head_block(d))
+    sob, soh, som, sod = zeroed_strides(out)
     decode_merge_kernel[(rows, -(-d // merge_block_d))](
         Part=work, Stats=stats, Out=out, Lse=lse,
         stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,

@@ -20,7 +20,7 @@ except ImportError:
 INTERPRETED = not isinstance(attention_fwd_kernel, triton.runtime.JITFunction)
 
 
-def _strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
+def zeroed_strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
     """Strides with those of size-1 dims set to 0: torch leaves them arbitrary (often a length),
     and Triton specialises on their value, so this keeps one compiled variant per layout."""
     if t is None:
@@ -79,11 +79,11 @@ def kernel_arguments(
 ) -> tuple[tuple[int], dict]:
     """(grid, keyword arguments) of the launch that writes out and lse for `problem`."""
     q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
-    sqb, sqh, sqm, sqd = _strides(q)
-    skb, skh, skn, skd = _strides(k)
-    svb, svh, svn, svd = _strides(v)
-    smb, smh, smm, smn = _strides(mask)
-    sob, soh, som, sod = _strides(out)
+    sqb, sqh, sqm, sqd = zeroed_strides(q)
+    skb, skh, skn, skd = zeroed_strides(k)
+    svb, svh, svn, svd = zeroed_strides(v)
+    smb, smh, smm, smn = zeroed_strides(mask)
+    sob, soh, som, sod = zeroed_strides(out)
     parts = head_parts(problem.head_dim)
     descs = _descriptors(problem, config, parts) if config.tma else None
     num_m = -(-problem.q_len // config.block_m)  # triton.cdiv is a slow wrapper in triton 3.9
