@@ -227,9 +227,10 @@ def host_seconds(device: str) -> dict:
     import torch.nn.functional as F
 
     import tqfa
+    from tqfa import dispatch
     from tqfa.device import probe
     from tqfa.problem import build_problem
-    from tqfa.triton import launch
+    from tqfa.triton import backend, launch
     from tqfa.triton.tuning import INTERPRETER, select_config
 
     size = (1, 32, 8, 256, 256, 128) if on_gpu(device) else (1, 4, 2, 40, 40, 64)
@@ -245,6 +246,10 @@ def host_seconds(device: str) -> dict:
             f"tqfa.attention ({tag})": lambda q=q, k=k, v=v, m=mask: tqfa.attention(
                 q, k, v, m, backend="triton"),
             f"build_problem ({tag})": lambda q=q, k=k, v=v, m=mask: build_problem(q, k, v, m),
+            f"dispatch.choose ({tag})": lambda p=problem: dispatch.choose(p, "triton"),
+            f"backend.forward ({tag})": lambda p=problem: backend.forward(p),
+            f"output allocation ({tag})": lambda q=q: (torch.empty_like(q), torch.empty(
+                q.shape[:3], dtype=torch.float32, device=q.device)),
             f"select_config ({tag})": lambda p=problem, t=target: select_config(p, t),
             f"kernel_arguments ({tag})": lambda p=problem, o=out, lse=lse, c=config:
                 launch.kernel_arguments(p, o, lse, c, False),
