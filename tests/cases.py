@@ -23,6 +23,8 @@ MASKS = {
     "fully_masked": "bool [B, 1, Sq, Skv] in which every third query row sees nothing",
     "hf_min_rows": "float [B, 1, Sq, Skv], some rows entirely finfo(dtype).min (SDPA: mean of V)",
     "neg1e5": "float32 [1, 1, Sq, Skv] near -1e5 everywhere, whatever q's dtype",
+    "keypad_f64": "float64 key padding whatever q's dtype: finfo(float64).min on padded keys, the "
+                  "last batch element fully padded (SDPA: mean of V; the minimum must stay finite)",
 }
 
 
@@ -91,6 +93,8 @@ CASES = [
     C(2, 4, 2, 113, 130, 64, mask="keypad", numerics="hot_masked"),
     C(1, 7, 1, 17, 130, 128, mask="keypad_bool", numerics="hot_masked", causal="bottom_right"),
     C(1, 2, 1, 17, 113, 64, mask="neg1e5"),
+    C(3, 4, 2, 17, 130, 64, mask="keypad_f64"),
+    C(3, 4, 2, 1, 130, 64, mask="keypad_f64", causal="bottom_right"),  # decode step
     C(1, 4, 2, 113, 113, 128, numerics="large"),
     C(1, 4, 2, 17, 113, 64, v_head_dim=32),
     C(1, 2, 1, 130, 2, 16, causal="bottom_right"),
@@ -147,6 +151,11 @@ def _mask(case: Case, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor 
         values = torch.zeros(b, 1, sq, skv, dtype=dtype).masked_fill(rand(b, 1, sq, skv) < 0.3, lowest)
         values[:, :, ::4] = lowest
         return values
+    if kind == "keypad_f64":
+        keep = padding((b, 1, 1, skv))
+        keep[-1] = False
+        lowest64 = torch.finfo(torch.float64).min
+        return torch.zeros(b, 1, 1, skv, dtype=torch.float64).masked_fill(~keep, lowest64)
     if kind == "neg1e5":
         return -1e5 + torch.randn(1, 1, sq, skv, generator=gen)  # float32: fp16 cannot hold -1e5
     raise ValueError(f"unknown mask kind {kind!r}")

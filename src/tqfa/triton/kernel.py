@@ -58,6 +58,9 @@ import triton.language as tl
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
 
+# float32's finite minimum: float64 mask values below it are clamped to it (softmax_step).
+FP32_MIN = tl.constexpr(-3.4028234663852886e38)
+
 # Mask values per step of the KV_RANGE scan.
 RANGE_SCAN = tl.constexpr(1024)
 
@@ -117,6 +120,10 @@ def softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND: tl.c
         alpha = tl.math.exp2(m_i - m_use)
     else:
         if MASK_KIND == ADDITIVE_MASK:
+            if mask_val.dtype == tl.float64:
+                # float64's finite minimum would round to -inf in fp32: keep it finite (a number,
+                # as in SDPA: a row of minima averages V); -inf stays -inf.
+                mask_val = tl.where(mask_val == float("-inf"), mask_val, tl.maximum(mask_val, FP32_MIN))
             s = qk * sm_scale + mask_val.to(tl.float32)
         else:
             s = qk * qk_scale
