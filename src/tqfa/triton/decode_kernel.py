@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 
 # Units, mask kinds and the softmax step are kernel.py's (the prefill kernel).
-from .kernel import ADDITIVE_MASK, LN2, LOG2E, NO_MASK, softmax_step
+from .kernel import ADDITIVE_MASK, LN2, LOG2E, NO_MASK, load_mask_tile, softmax_step
 
 
 @triton.jit
@@ -67,18 +67,11 @@ def _split_tiles(
 
         mask_val = 0
         if MASK_KIND != NO_MASK:
-            if KEY_MASK:
-                key_ptrs = mask_key + start * stride_mn + mask_offs
-                if BOUNDARY:
-                    mask_val = tl.load(key_ptrs, mask=cols < kv_len, other=0)[None, :]
-                else:
-                    mask_val = tl.load(key_ptrs)[None, :]
+            if KEY_MASK:  # one [1, BLOCK_N] vector for every row
+                mask_ptrs = (mask_key + start * stride_mn + mask_offs)[None, :]
             else:
                 mask_ptrs = mask_rows[:, None] + (start * stride_mn + mask_offs)[None, :]
-                if BOUNDARY:
-                    mask_val = tl.load(mask_ptrs, mask=(cols < kv_len)[None, :], other=0)
-                else:
-                    mask_val = tl.load(mask_ptrs)
+            mask_val = load_mask_tile(mask_ptrs, cols, kv_len, BOUNDARY)
 
         visible = 0
         if BOUNDARY:

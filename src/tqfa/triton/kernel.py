@@ -101,6 +101,17 @@ def _load_kv(desc, desc1, head, offs, offs1, b, kvh, start_n, cols, kv_len, offs
 
 
 @triton.jit
+def load_mask_tile(ptrs, cols, kv_len, BOUNDARY: tl.constexpr):
+    """The mask values at `ptrs`, [rows, BLOCK_N] or [1, BLOCK_N] (the same for every row);
+    keys past kv_len read 0 in BOUNDARY tiles (the decode kernel uses it too)."""
+    if BOUNDARY:
+        vals = tl.load(ptrs, mask=(cols < kv_len)[None, :], other=0)
+    else:
+        vals = tl.load(ptrs)
+    return vals
+
+
+@triton.jit
 def softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND: tl.constexpr,
                  FOLD_SCALE: tl.constexpr, BOUNDARY: tl.constexpr):
     """One tile of raw scores qk [rows, BLOCK_N] against the running row max m_i: (p, alpha,
@@ -155,11 +166,7 @@ def _fold_tile(
 
     mask_val = 0
     if MASK_KIND != NO_MASK:
-        # [rows, BLOCK_N], or [1, BLOCK_N] when every row holds the same mask values.
-        if BOUNDARY:
-            mask_val = tl.load(mask_ptrs, mask=(cols < kv_len)[None, :], other=0)
-        else:
-            mask_val = tl.load(mask_ptrs)
+        mask_val = load_mask_tile(mask_ptrs, cols, kv_len, BOUNDARY)
     visible = 0
     if BOUNDARY:
         # Keys past a row's limit: per element on the causal diagonal, per column otherwise.
