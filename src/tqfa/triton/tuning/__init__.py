@@ -12,6 +12,7 @@ Both variables are read here, at selection; kernels and launchers never read the
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 from dataclasses import replace
@@ -53,6 +54,7 @@ def head_block(head_dim: int) -> int:
     return max(16, 1 << (head_dim - 1).bit_length())
 
 
+@functools.cache
 def head_parts(head_dim: int) -> tuple[int, int]:
     """(BLOCK_D, BLOCK_D1): the head dim as one power of two (padded), or as two when that pads
     less (96 = 64 + 32, 80 = 64 + 16, 40 = 32 + 16; 112 stays 128, 24 stays 32)."""
@@ -72,14 +74,19 @@ def problem_key(problem: Problem) -> Key:
     return head_bucket(problem.head_dim), problem.q.element_size()
 
 
+# Every subset of TAGS, in TAGS order, indexed by its membership bits (first tag = highest bit):
+# problem_tags runs on every call, decode steps included.
+_TAG_SETS = tuple(tuple(tag for tag, on in zip(TAGS, bits) if on)
+                  for bits in itertools.product((False, True), repeat=len(TAGS)))
+
+
 def problem_tags(problem: Problem) -> tuple[str, ...]:
-    """The tags of config.TAGS that `problem` carries, in their order of precedence."""
-    carried = {
-        "masked": problem.mask is not None,
-        "short": max(problem.q_len, problem.kv_len) <= SHORT_LENGTH,
-        "split": head_parts(problem.head_dim)[1] > 0,
-    }
-    return tuple(tag for tag in TAGS if carried[tag])
+    """The tags of config.TAGS ("masked", "short", "split") that `problem` carries, in their
+    order of precedence."""
+    masked = problem.mask is not None
+    short = max(problem.q_len, problem.kv_len) <= SHORT_LENGTH
+    split = head_parts(problem.head_dim)[1] > 0
+    return _TAG_SETS[4 * masked + 2 * short + split]
 
 
 def _describe(target: Target) -> str:
