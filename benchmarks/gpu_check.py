@@ -307,11 +307,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--smoke", action="store_true", help="tiny shapes; the CPU interpreter works")
-    parser.add_argument("--budget-s", type=float, default=420, help="stop timing new rows after this")
-    parser.add_argument("--skip-tests", action="store_true")
+    providers.benchmark_arguments(parser, "gpu_check", budget_s=420)
     parser.add_argument("--prewarm", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="bf16", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -287,12 +287,8 @@ def start_prewarm(shape_list, device: str, workers: int) -> list[subprocess.Pope
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=os.environ.get("OUT", "gpu_decode_out"))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--smoke", action="store_true", help="tiny shapes; the CPU interpreter works")
-    parser.add_argument("--budget-s", type=float, default=230, help="stop timing new rows after this")
+    providers.benchmark_arguments(parser, "gpu_decode", budget_s=230)
     parser.add_argument("--no-variants", action="store_true", help="defaults and peers only")
-    parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--prewarm", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prewarm:

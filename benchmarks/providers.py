@@ -241,6 +241,15 @@ def graph_seconds(fns: list, device: str, calls: int = 40) -> float:
     return statistics.median(times)
 
 
+def benchmark_arguments(parser, name: str, budget_s: float) -> None:
+    """The options every GPU benchmark script shares; `name` names the default output folder."""
+    parser.add_argument("--out", default=os.environ.get("OUT", f"{name}_out"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes; the CPU interpreter works")
+    parser.add_argument("--budget-s", type=float, default=budget_s, help="start no timing after this")
+    parser.add_argument("--skip-tests", action="store_true")
+
+
 def host_microseconds(calls: dict, device: str, profiled: str | None = None) -> dict:
     """Python time per call of each zero-argument callable (name -> us), with the GPU queue
     empty before each batch: the callers pick shapes whose GPU time is a few microseconds, so
