@@ -101,6 +101,8 @@ def worker(jobs: list, device: str, log_path: str) -> None:
                 if on_gpu(device):
                     torch.cuda.synchronize()
                 why = None
+            except Unavailable:  # not a failure: the timing row records the reason
+                why = None
             except Exception as exc:  # recorded; the entry is then not timed
                 why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
             log.write(json.dumps({"job": job, "event": "end", "error": why}) + "\n")
