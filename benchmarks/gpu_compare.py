@@ -236,6 +236,7 @@ def host_seconds(device: str) -> dict:
     from tqfa.triton.tuning import INTERPRETER, select_config
 
     size = (1, 32, 8, 256, 256, 128) if on_gpu(device) else (1, 4, 2, 40, 40, 64)
+    tma = dataclasses.replace(K(64, 64, 4, 3), tma=True)
     calls = {}
     for shape in (Shape(*size, padding=True), Shape(*size)):
         q, k, v, mask = providers.make_inputs(shape, torch.float16, device)
@@ -244,6 +245,7 @@ def host_seconds(device: str) -> dict:
         target = probe(q.device) if on_gpu(device) else INTERPRETER
         config = select_config(problem, target)
         out, lse = torch.empty_like(q), torch.empty(q.shape[:3], device=q.device)
+        grid, kwargs = launch.kernel_arguments(problem, out, lse, config, False)
         calls.update({
             f"tqfa.attention ({tag})": lambda q=q, k=k, v=v, m=mask: tqfa.attention(
                 q, k, v, m, backend="triton"),
@@ -257,10 +259,19 @@ def host_seconds(device: str) -> dict:
                 launch.kernel_arguments(p, o, lse, c, False),
             f"attention_forward ({tag})": lambda p=problem, o=out, lse=lse, c=config:
                 launch.attention_forward(p, o, lse, c, False),
+            f"Triton's launch ({tag})": lambda g=grid, a=kwargs: launch.attention_fwd_kernel[g](**a),
+            f"cached launch ({tag})": lambda g=grid, a=kwargs: launch.launch_attention(g, a),
+            f"attention_forward, TMA 64x64 ({tag})": lambda p=problem, o=out, lse=lse:
+                launch.attention_forward(p, o, lse, tma, False),
+            f"kernel_arguments, TMA 64x64 ({tag})": lambda p=problem, o=out, lse=lse:
+                launch.kernel_arguments(p, o, lse, tma, False),
             f"sdpa ({tag})": lambda q=q, k=k, v=v, m=mask: F.scaled_dot_product_attention(
                 q, k, v, m, enable_gqa=True),
         })
-    return providers.host_microseconds(calls, device, profiled="tqfa.attention (key padding)")
+    q, k, v, _ = providers.make_inputs(Shape(4, 32, 8, 1, 512, 128), torch.float16, device)
+    calls["tqfa.attention (decode)"] = lambda: tqfa.attention(q, k, v, backend="triton")
+    calls["sdpa (decode)"] = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    return providers.host_microseconds(calls, device, profiled="tqfa.attention (no mask)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -191,7 +191,6 @@ def _decode_launch(config, problem):
 
 # Problem kind -> (configuration, meta problem) -> (jit function, launch keyword arguments).
 LAUNCHES = {"prefill": _prefill_launch, "decode": _decode_launch}
-OPTION_NAMES = ("num_warps", "num_stages", "num_ctas", "waves_per_eu", "matrix_instr_nonkdim")
 
 
 def _gpu_target(arch: str):
@@ -232,6 +231,8 @@ def compile_kernel(fn, kwargs: dict, arch: str, config):
     """Compile the jit function `fn` for `arch` with the launch keyword arguments `kwargs` (the
     compiler options among them are taken out) and `config`'s AMD options on HIP."""
     import triton
+
+    from .fast_launch import OPTION_NAMES
 
     target = _gpu_target(arch)
     options = {name: kwargs.pop(name) for name in OPTION_NAMES if name in kwargs}

@@ -14,6 +14,7 @@ import triton
 from ..problem import Problem
 from .decode_config import DecodeConfig
 from .decode_kernel import decode_merge_kernel, decode_split_kernel
+from .fast_launch import Launcher
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK
 from .launch import zeroed_strides
 from .tuning import head_block
@@ -22,6 +23,8 @@ from .tuning import head_block
 INTERPRETED = not isinstance(decode_split_kernel, triton.runtime.JITFunction)
 MERGE_BLOCK_D = 64  # head-dim slice per merge program: B=1 decode still gets 2 * Hq programs
 MERGE_BLOCK_S = 16  # splits read per merge step
+launch_split = Launcher(decode_split_kernel)
+launch_merge = Launcher(decode_merge_kernel)
 
 
 @dataclass(frozen=True)
@@ -104,20 +107,20 @@ def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, confi
     batch, q_heads, q_len, d = problem.q.shape
     programs = plan.programs(problem)
     if plan.num_splits == 1:
-        decode_split_kernel[(programs,)](**split_arguments(problem, out, lse, plan, config))
+        launch_split((programs,), split_arguments(problem, out, lse, plan, config))
         return plan
     rows = batch * q_heads * q_len
     parts = rows * plan.num_splits
     work = torch.empty(parts * (d + 2), dtype=torch.float32, device=out.device)  # acc, then (m, l)
     stats = work[parts * d:]
-    decode_split_kernel[(programs,)](**split_arguments(problem, work, stats, plan, config))
+    launch_split((programs,), split_arguments(problem, work, stats, plan, config))
     merge_block_d = min(MERGE_BLOCK_D, head_block(d))
     sob, soh, som, sod = zeroed_strides(out)
-    decode_merge_kernel[(rows, -(-d // merge_block_d))](
+    launch_merge((rows, -(-d // merge_block_d)), dict(
         Part=work, Stats=stats, Out=out, Lse=lse,
         stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
         q_heads=q_heads, q_len=q_len, num_splits=plan.num_splits,
         HEAD_DIM=d, BLOCK_D=merge_block_d, BLOCK_S=MERGE_BLOCK_S,
         num_warps=2,  # a [16, 64] tile: a wider program only waits longer for its loads
-    )
+    ))
     return plan

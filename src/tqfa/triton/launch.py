@@ -7,6 +7,7 @@ import torch
 import triton
 
 from ..problem import Problem
+from .fast_launch import Launcher
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
 from .tuning import KernelConfig, head_parts
 
@@ -18,6 +19,7 @@ except ImportError:
 # Under TRITON_INTERPRET=1, triton.jit returns an InterpretedFunction instead of a JITFunction; it
 # decides when kernel.py is imported, not when the kernel is called.
 INTERPRETED = not isinstance(attention_fwd_kernel, triton.runtime.JITFunction)
+launch_attention = Launcher(attention_fwd_kernel)
 
 
 def zeroed_strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
@@ -123,5 +125,4 @@ def attention_forward(
     """
     assert lse.is_contiguous() and lse.dtype == torch.float32
     assert problem.q_len > 0 and problem.kv_len > 0 and problem.batch > 0
-    grid, kwargs = kernel_arguments(problem, out, lse, config, allow_tf32)
-    attention_fwd_kernel[grid](**kwargs)
+    launch_attention(*kernel_arguments(problem, out, lse, config, allow_tf32))
