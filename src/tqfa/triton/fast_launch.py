@@ -102,7 +102,7 @@ class Launcher:
             key = self._key(values, kwargs)
             compiled = self._variants.get(key) if key is not None else None
             if compiled is not None:
-                compiled[grid](*values)
+                compiled[(*grid, 1, 1)[:3]](*values)  # CompiledKernel reads three grid sizes
                 return
         compiled = self.kernel[grid](**kwargs)
         if key is not None and isinstance(compiled, CompiledKernel):  # not a pending compile
