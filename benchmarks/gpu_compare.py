@@ -272,7 +272,7 @@ def host_seconds(device: str) -> dict:
     q, k, v, _ = providers.make_inputs(Shape(4, 32, 8, 1, 512, 128), torch.float16, device)
     calls["tqfa.attention (decode)"] = lambda: tqfa.attention(q, k, v, backend="triton")
     calls["sdpa (decode)"] = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-    return providers.host_microseconds(calls, device, profiled="tqfa.attention (no mask)")
+    return providers.host_microseconds(calls, device, profiled="tqfa.attention (decode)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch
 
 CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+LAYOUTS = {"q": "[B, Hq, Sq, D]", "k": "[B, Hkv, Skv, D]", "v": "[B, Hkv, Skv, Dv]"}
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,9 @@ def _check_qkv(q, k, v) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    layouts = {"q": "[B, Hq, Sq, D]", "k": "[B, Hkv, Skv, D]", "v": "[B, Hkv, Skv, Dv]"}
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.dim() != 4:
-            raise ValueError(f"{name} must be 4-D {layouts[name]}, got shape {_shape(t)}")
+            raise ValueError(f"{name} must be 4-D {LAYOUTS[name]}, got shape {_shape(t)}")
         if t.dtype not in INPUT_DTYPES:
             raise TypeError(
                 f"{name} has dtype {t.dtype}; supported dtypes are float16, bfloat16, float32, float64"
@@ -127,23 +127,23 @@ def _check_qkv(q, k, v) -> None:
         raise TypeError(f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}")
     if not (q.device == k.device == v.device):
         raise ValueError(f"q, k and v must be on one device, got q {q.device}, k {k.device}, v {v.device}")
+    (b, hq, _, d), (bk, hk, sk, dk), (bv, hv, sv, dv) = q.shape, k.shape, v.shape
+    if b == bk == bv and hk == hv and sk == sv and d == dk and hq and hk and d and dv and hq % hk == 0:
+        return  # the common case, without building the messages below
     shapes = f"q {_shape(q)}, k {_shape(k)}, v {_shape(v)}"
-    if not (q.shape[0] == k.shape[0] == v.shape[0]):
+    if not (b == bk == bv):
         raise ValueError(f"batch sizes differ: {shapes}")
-    if k.shape[1] != v.shape[1]:
+    if hk != hv:
         raise ValueError(f"k and v must have the same number of heads: {shapes}")
-    if k.shape[2] != v.shape[2]:
+    if sk != sv:
         raise ValueError(f"k and v must have the same sequence length: {shapes}")
-    if q.shape[3] != k.shape[3]:
+    if d != dk:
         raise ValueError(f"q and k must have the same head dim: {shapes}")
-    if q.shape[1] == 0 or k.shape[1] == 0:
+    if hq == 0 or hk == 0:
         raise ValueError(f"the number of heads must be positive: {shapes}")
-    if q.shape[3] == 0 or v.shape[3] == 0:
+    if d == 0 or dv == 0:
         raise ValueError(f"head dims must be positive: {shapes}")
-    if q.shape[1] % k.shape[1] != 0:
-        raise ValueError(
-            f"q heads ({q.shape[1]}) must be a multiple of kv heads ({k.shape[1]}): {shapes}"
-        )
+    raise ValueError(f"q heads ({hq}) must be a multiple of kv heads ({hk}): {shapes}")
 
 
 def _causal_from_bias(attn_mask, q, k, is_causal: bool, causal_alignment: str) -> str:

@@ -210,11 +210,26 @@ def autotune_requested() -> bool:
     return value == "1"
 
 
+# default_config's results for the target's own family, by everything they depend on.
+_defaults: dict[tuple, KernelConfig] = {}
+
+
 def default_config(problem: Problem, target: Target, kind: str = "prefill", family: Family | None = None
                    ) -> KernelConfig:
     """The default of the target's family (or of `family`), fitted to the shared memory where the
-    data is not compile-checked."""
-    family = family or family_of(target)
+    data is not compile-checked. Cached for the target's family: it runs on every call."""
+    if family is not None:
+        return _family_default(problem, target, kind, family)
+    mask = problem.mask
+    key = (target, kind, problem.head_dim, problem.q.dtype, None if mask is None else mask.dtype,
+           problem_tags(problem))
+    config = _defaults.get(key)
+    if config is None:
+        config = _defaults[key] = _family_default(problem, target, kind, family_of(target))
+    return config
+
+
+def _family_default(problem: Problem, target: Target, kind: str, family: Family) -> KernelConfig:
     key = problem_key(problem)
     config = _tuning(family, kind).default(key, problem_tags(problem))
     limit = _fit_limit(family, target)
