@@ -41,9 +41,6 @@ class KernelConfig:
     matrix_instr_nonkdim: int = 0  # CDNA MFMA shape: 16 (16x16) or 32 (32x32)
     # NVIDIA sm90+ tensor descriptors (kernel.py: TMA); off unless a table turns them on.
     tma: bool = False
-    # With tma: each program makes its descriptors (kernel.py: DEVICE_DESCRIPTORS), which spares
-    # the host building them per call; needs a scratch allocation per launch.
-    device_descriptors: bool = False
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
@@ -67,11 +64,8 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        for name in ("tma", "device_descriptors"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.device_descriptors and not self.tma:
-            raise ValueError("device_descriptors needs tma")
+        if not isinstance(self.tma, bool):
+            raise ValueError(f"tma must be true or false, got {self.tma!r}")
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -82,7 +76,6 @@ class KernelConfig:
         extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
-        tags += "-dev" if self.device_descriptors else ""
         tags += f" h{self.halves}" if self.halves > 1 else ""
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
 
