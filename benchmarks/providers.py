@@ -176,11 +176,9 @@ def tqfa_config(config):
         out = torch.empty_like(q)
         lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
         launch = backend._launcher()
-        multiprocessors = torch.cuda.get_device_properties(q.device).multi_processor_count if (
-            q.device.type == "cuda") else 1
 
         def run():
-            launch.attention_forward(problem, out, lse, config, False, multiprocessors)
+            launch.attention_forward(problem, out, lse, config, allow_tf32=False)
             return out
 
         return run

@@ -98,7 +98,7 @@ def forward(problem: Problem) -> tuple[torch.Tensor, torch.Tensor | None]:
             decode_launch.decode_forward(problem, out, lse, decode, target.multiprocessors)
         else:
             launch.attention_forward(problem, out, lse, select_config(problem, target),
-                                     problem.allow_tf32, target.multiprocessors)
+                                     problem.allow_tf32)
     return out, (lse if problem.return_lse else None)
 
 

@@ -64,11 +64,6 @@ FP32_MIN = tl.constexpr(-3.4028234663852886e38)
 # Mask values per step of the KV_RANGE scan.
 RANGE_SCAN = tl.constexpr(1024)
 
-# TMA values: where the tensor descriptors come from.
-NO_TMA = tl.constexpr(0)
-HOST_DESCRIPTORS = tl.constexpr(1)  # the q_desc ... v_desc1 arguments
-DEVICE_DESCRIPTORS = tl.constexpr(2)  # made by each program from Q, K, V and their strides
-
 # MASK_KIND values.
 NO_MASK = tl.constexpr(0)
 BOOL_MASK = tl.constexpr(1)
@@ -302,35 +297,8 @@ def _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_o
                  mask=row_ok[:, None] & (offs_d1 < HEAD_DIM)[None, :])
 
 
-@triton.jit
-def _make_descriptors(Q, K, V, batch, q_heads, kv_heads, q_len, kv_len, stride_qb, stride_qh,
-                      stride_qm, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
-                      Q_ROWS: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
-                      BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr):
-    """The descriptors HOST_DESCRIPTORS passes in, made on the device (the strides are those of
-    launch._tma_strides: none is 0). The second part's descriptors are the first's when
-    BLOCK_D1 == 0 (never read then)."""
-    width1: tl.constexpr = BLOCK_D1 if BLOCK_D1 > 0 else BLOCK_D
-    q_desc = tl.make_tensor_descriptor(Q, [batch, q_heads, q_len, HEAD_DIM],
-                                       [stride_qb, stride_qh, stride_qm, 1], [1, 1, Q_ROWS, BLOCK_D])
-    k_desc = tl.make_tensor_descriptor(K, [batch, kv_heads, kv_len, HEAD_DIM],
-                                       [stride_kb, stride_kh, stride_kn, 1], [1, 1, BLOCK_N, BLOCK_D])
-    v_desc = tl.make_tensor_descriptor(V, [batch, kv_heads, kv_len, HEAD_DIM],
-                                       [stride_vb, stride_vh, stride_vn, 1], [1, 1, BLOCK_N, BLOCK_D])
-    q_desc1, k_desc1, v_desc1 = q_desc, k_desc, v_desc
-    if BLOCK_D1 > 0:
-        q_desc1 = tl.make_tensor_descriptor(Q, [batch, q_heads, q_len, HEAD_DIM],
-                                            [stride_qb, stride_qh, stride_qm, 1], [1, 1, Q_ROWS, width1])
-        k_desc1 = tl.make_tensor_descriptor(K, [batch, kv_heads, kv_len, HEAD_DIM],
-                                            [stride_kb, stride_kh, stride_kn, 1], [1, 1, BLOCK_N, width1])
-        v_desc1 = tl.make_tensor_descriptor(V, [batch, kv_heads, kv_len, HEAD_DIM],
-                                            [stride_vb, stride_vh, stride_vn, 1], [1, 1, BLOCK_N, width1])
-    return q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1
-
-
-@triton.jit
-def _attend_block(
-    tile, num_m,
+@triton.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
+def attention_fwd_kernel(
     Q, K, V, Mask, Out, Lse,
     q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
     stride_qb, stride_qh, stride_qm, stride_qd,
@@ -345,9 +313,13 @@ def _attend_block(
     KV_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr, TMA: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """Out and Lse rows of one (query block, batch, q head) tile: tile // num_m is b * Hq + h."""
-    bh = tile // num_m
-    m_block = tile % num_m
+    """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
+    Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
+    The *_desc arguments are read with TMA only; mask_lowest with KV_RANGE only."""
+    num_m = tl.cdiv(q_len, BLOCK_M)
+    pid = tl.program_id(0)
+    bh = pid // num_m
+    m_block = pid % num_m
     if CAUSAL:
         m_block = num_m - 1 - m_block
     # int32 indices for the descriptors, int64 before any multiplication by a stride.
@@ -449,58 +421,3 @@ def _attend_block(
         _store_rows(Out, Lse, acc_b, acc1_b, l_b, m_b, offs_m_b, bh, b, h, q_len, stride_ob,
                     stride_oh, stride_om, stride_od, offs_d, offs_d1, HEAD_DIM, BLOCK_D, BLOCK_D1,
                     MASK_KIND)
-
-
-@triton.jit(do_not_specialize=["batch", "q_len", "kv_len", "causal_offset"])
-def attention_fwd_kernel(
-    Q, K, V, Mask, Out, Lse,
-    q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
-    stride_qb, stride_qh, stride_qm, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_mb, stride_mh, stride_mm, stride_mn,
-    stride_ob, stride_oh, stride_om, stride_od,
-    q_heads, group, q_len, kv_len, causal_offset, sm_scale, mask_lowest, batch,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HALVES: tl.constexpr,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
-    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
-    KV_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr, TMA: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, PERSISTENT: tl.constexpr,
-):
-    """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]): one query tile per program, or
-    with PERSISTENT tiles program_id, program_id + programs, ... (a grid of a few programs per SM).
-    Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
-    The *_desc arguments are read with HOST_DESCRIPTORS only; mask_lowest with KV_RANGE only."""
-    num_m = tl.cdiv(q_len, BLOCK_M)
-    if TMA == DEVICE_DESCRIPTORS:
-        q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1 = _make_descriptors(
-            Q, K, V, batch, q_heads, q_heads // group, q_len, kv_len, stride_qb, stride_qh,
-            stride_qm, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
-            BLOCK_M // HALVES, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1)
-    if PERSISTENT:
-        for tile in range(tl.program_id(0), num_m * batch * q_heads, tl.num_programs(0)):
-            _attend_block(
-                tile, num_m,
-                Q, K, V, Mask, Out, Lse,
-            q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
-            stride_qb, stride_qh, stride_qm, stride_qd,
-            stride_kb, stride_kh, stride_kn, stride_kd,
-            stride_vb, stride_vh, stride_vn, stride_vd,
-            stride_mb, stride_mh, stride_mm, stride_mn,
-            stride_ob, stride_oh, stride_om, stride_od,
-            q_heads, group, q_len, kv_len, causal_offset, sm_scale, mask_lowest,
-                BLOCK_M, BLOCK_N, HALVES, HEAD_DIM, BLOCK_D, BLOCK_D1, CAUSAL, MASK_KIND,
-            MASK_ROWS, KV_RANGE, FOLD_SCALE, TMA, DOT_PRECISION)
-    else:
-        _attend_block(
-            tl.program_id(0), num_m,
-            Q, K, V, Mask, Out, Lse,
-            q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
-            stride_qb, stride_qh, stride_qm, stride_qd,
-            stride_kb, stride_kh, stride_kn, stride_kd,
-            stride_vb, stride_vh, stride_vn, stride_vd,
-            stride_mb, stride_mh, stride_mm, stride_mn,
-            stride_ob, stride_oh, stride_om, stride_od,
-            q_heads, group, q_len, kv_len, causal_offset, sm_scale, mask_lowest,
-            BLOCK_M, BLOCK_N, HALVES, HEAD_DIM, BLOCK_D, BLOCK_D1, CAUSAL, MASK_KIND,
-            MASK_ROWS, KV_RANGE, FOLD_SCALE, TMA, DOT_PRECISION)

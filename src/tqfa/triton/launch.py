@@ -8,25 +8,13 @@ import triton
 
 from ..problem import Problem
 from .fast_launch import Launcher
-from .kernel import (
-    ADDITIVE_MASK,
-    BOOL_MASK,
-    DEVICE_DESCRIPTORS,
-    HOST_DESCRIPTORS,
-    NO_MASK,
-    NO_TMA,
-    attention_fwd_kernel,
-)
+from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
 from .tuning import KernelConfig, head_parts
 
 try:  # host-side tensor descriptors (triton >= 3.4)
     from triton.tools.tensor_descriptor import TensorDescriptor
 except ImportError:
     TensorDescriptor = None
-try:  # the allocator Triton asks for a kernel's global scratch (device-side descriptors)
-    from triton.runtime._allocation import _allocator as scratch_allocator
-except ImportError:
-    scratch_allocator = None
 
 # Under TRITON_INTERPRET=1, triton.jit returns an InterpretedFunction instead of a JITFunction; it
 # decides when kernel.py is imported, not when the kernel is called.
@@ -73,21 +61,6 @@ def _descriptors(problem: Problem, config: KernelConfig, parts) -> dict | None:
     return descs
 
 
-def _device_descriptor_strides(problem: Problem) -> list[list[int]] | None:
-    """The [B, H, S] strides of q, k and v for descriptors made in the kernel, or None if a
-    tensor cannot be read through descriptors (or Triton has no scratch allocator to set)."""
-    strides = [_tma_strides(t) for t in (problem.q, problem.k, problem.v)]
-    if None in strides or scratch_allocator is None:
-        return None
-    return strides
-
-
-def _scratch(size: int, alignment: int, stream) -> torch.Tensor:
-    """Global scratch for one launch (the descriptors the programs make), on the current device:
-    torch's allocator is stream-ordered, so the memory is not reused before the kernel ran."""
-    return torch.empty(size, dtype=torch.int8, device="cuda")
-
-
 def _mask_lowest(mask: torch.Tensor | None) -> float:
     """The value at or below which a float mask entry hides its key (kernel.py: KV_RANGE): the
     mask dtype's minimum, HF's padding value; the kernel compares in fp32, whose minimum is the
@@ -104,11 +77,9 @@ def _mask_kind(problem: Problem) -> int:
 
 
 def kernel_arguments(
-    problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig, allow_tf32: bool,
-    multiprocessors: int = 1,
+    problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig, allow_tf32: bool
 ) -> tuple[tuple[int], dict]:
-    """(grid, keyword arguments) of the launch that writes out and lse for `problem`
-    (`multiprocessors` sizes a persistent grid)."""
+    """(grid, keyword arguments) of the launch that writes out and lse for `problem`."""
     q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
     sqb, sqh, sqm, sqd = zeroed_strides(q)
     skb, skh, skn, skd = zeroed_strides(k)
@@ -116,18 +87,9 @@ def kernel_arguments(
     smb, smh, smm, smn = zeroed_strides(mask)
     sob, soh, som, sod = zeroed_strides(out)
     parts = head_parts(problem.head_dim)
-    descs, tma = None, NO_TMA.value
-    if config.tma and config.persistent:
-        device_strides = _device_descriptor_strides(problem)
-        if device_strides is not None:  # descriptor strides: no 0 for a size-1 dim
-            tma = DEVICE_DESCRIPTORS.value
-            (sqb, sqh, sqm, _), (skb, skh, skn, _), (svb, svh, svn, _) = device_strides
-    elif config.tma:
-        descs = _descriptors(problem, config, parts)
-        tma = NO_TMA.value if descs is None else HOST_DESCRIPTORS.value
+    descs = _descriptors(problem, config, parts) if config.tma else None
     num_m = -(-problem.q_len // config.block_m)  # triton.cdiv is a slow wrapper in triton 3.9
-    tiles = num_m * problem.batch * problem.q_heads
-    grid = (min(tiles, config.persistent * multiprocessors) if config.persistent else tiles,)
+    grid = (num_m * problem.batch * problem.q_heads,)
     # tf32 only changes fp32 dots; 16-bit dots always run on the tensor cores.
     precision = "tf32" if allow_tf32 and q.dtype == torch.float32 else "ieee"
     return grid, dict(
@@ -141,12 +103,12 @@ def kernel_arguments(
         stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
         q_heads=problem.q_heads, group=problem.group,
         q_len=problem.q_len, kv_len=problem.kv_len, causal_offset=problem.causal_offset,
-        sm_scale=problem.scale, mask_lowest=_mask_lowest(mask), batch=problem.batch,
+        sm_scale=problem.scale, mask_lowest=_mask_lowest(mask),
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, HALVES=config.halves,
         HEAD_DIM=problem.head_dim, BLOCK_D=parts[0], BLOCK_D1=parts[1],
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
         MASK_ROWS=smm != 0, KV_RANGE=mask is not None and smm == 0,
-        FOLD_SCALE=problem.scale > 0, TMA=tma, PERSISTENT=config.persistent > 0,
+        FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
         # waves_per_eu, matrix_instr_nonkdim: HIP compiler options, unknown to the CUDA one.
@@ -155,8 +117,7 @@ def kernel_arguments(
 
 
 def attention_forward(
-    problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig, allow_tf32: bool,
-    multiprocessors: int = 1,
+    problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig, allow_tf32: bool
 ) -> None:
     """Write out [B, Hq, Sq, D] (any strides) and lse (contiguous fp32 [B, Hq, Sq]).
 
@@ -164,12 +125,4 @@ def attention_forward(
     """
     assert lse.is_contiguous() and lse.dtype == torch.float32
     assert problem.q_len > 0 and problem.kv_len > 0 and problem.batch > 0
-    grid, kwargs = kernel_arguments(problem, out, lse, config, allow_tf32, multiprocessors)
-    if kwargs["TMA"] != DEVICE_DESCRIPTORS.value or INTERPRETED:
-        launch_attention(grid, kwargs)
-        return
-    token = scratch_allocator.set(_scratch)  # for this launch only: the caller's stays theirs
-    try:
-        launch_attention(grid, kwargs)
-    finally:
-        scratch_allocator.reset(token)
+    launch_attention(*kernel_arguments(problem, out, lse, config, allow_tf32))

@@ -41,10 +41,6 @@ class KernelConfig:
     matrix_instr_nonkdim: int = 0  # CDNA MFMA shape: 16 (16x16) or 32 (32x32)
     # NVIDIA sm90+ tensor descriptors (kernel.py: TMA); off unless a table turns them on.
     tma: bool = False
-    # Programs per SM of a persistent grid (kernel.py: PERSISTENT), each looping over query
-    # tiles; 0: one program per tile. With tma, a persistent program makes its descriptors once
-    # on the device (DEVICE_DESCRIPTORS) instead of the host building them per call.
-    persistent: int = 0
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
@@ -70,8 +66,6 @@ class KernelConfig:
                              f"{self.block_m} / {self.halves}")
         if not isinstance(self.tma, bool):
             raise ValueError(f"tma must be true or false, got {self.tma!r}")
-        if not (_is_int(self.persistent) and 0 <= self.persistent <= 8):
-            raise ValueError(f"persistent must be an integer from 0 to 8, got {self.persistent!r}")
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -82,7 +76,6 @@ class KernelConfig:
         extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
-        tags += f" p{self.persistent}" if self.persistent else ""
         tags += f" h{self.halves}" if self.halves > 1 else ""
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
 
