@@ -59,11 +59,11 @@ VARIANTS = {
     (128, True): [K(128, 64, 8, 3), K(128, 128, 8, 3, **TMA)],
 }
 SMOKE_SHAPES = [Shape(1, 4, 2, 200, 200, 64), Shape(1, 4, 2, 200, 200, 96, causal=True),
-                Shape(2, 4, 2, 150, 150, 128, padding=True)]
+                Shape(2, 4, 2, 150, 150, 128, padding=True), Shape(2, 4, 2, 150, 150, 64, hf_mask=True)]
 
 
 def variants_for(shape: Shape) -> list[KernelConfig]:
-    return VARIANTS.get((shape.head_dim, shape.padding), [])
+    return VARIANTS.get((shape.head_dim, shape.padding or shape.hf_mask), [])
 
 
 def on_gpu(device: str) -> bool:
@@ -154,6 +154,8 @@ def entries(shape: Shape, variants: bool, flex: bool) -> list[str]:
         names += ["cfg:" + json.dumps(dataclasses.asdict(c)) for c in variants_for(shape)]
         if shape.padding:
             names.append("tqfa-unpadded-mask")
+        if shape.hf_mask:
+            names.append("tqfa-additive-mask")
     return names
 
 
@@ -167,6 +169,9 @@ def build_entry(shape: Shape, dtype, entry: str, device: str, inputs=None):
     q, k, v, mask = inputs or providers.make_inputs(shape, dtype, device, seed=seed)
     if entry == "tqfa-unpadded-mask":  # the same mask path with nothing to skip
         return (q, k, v, mask), providers.PROVIDERS["tqfa-triton"](shape, q, k, v, torch.zeros_like(mask))
+    if entry == "tqfa-additive-mask":  # the same visibility as a float mask: no tile skipped
+        additive = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, float("-inf"))
+        return (q, k, v, mask), providers.PROVIDERS["tqfa-triton"](shape, q, k, v, additive)
     if entry.startswith("cfg:"):
         build = providers.tqfa_config(KernelConfig(**json.loads(entry[4:])))
     else:

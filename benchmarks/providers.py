@@ -40,16 +40,20 @@ class Shape:
     head_dim: int
     causal: bool = False  # bottom-right aligned (the same as top-left when Sq == Skv)
     padding: bool = False  # HF additive key padding [B, 1, 1, Skv], finfo(dtype).min on padded keys
+    # HF's causal LM mask with left padding, bool [B, 1, Sq, Skv] (bottom-right causal), given
+    # with is_causal=False as HF's sdpa path gives it; counted as causal work.
+    hf_mask: bool = False
 
     @property
     def id(self) -> str:
         s = f"b{self.batch}-h{self.q_heads}:{self.kv_heads}-q{self.q_len}-k{self.kv_len}-d{self.head_dim}"
-        return s + ("-causal" if self.causal else "") + ("-padmask" if self.padding else "")
+        return (s + ("-causal" if self.causal else "") + ("-padmask" if self.padding else "")
+                + ("-hfmask" if self.hf_mask else ""))
 
     @property
     def flops(self) -> float:
         full = 4.0 * self.batch * self.q_heads * self.q_len * self.kv_len * self.head_dim
-        return full / 2 if self.causal and self.q_len == self.kv_len else full
+        return full / 2 if (self.causal or self.hf_mask) and self.q_len == self.kv_len else full
 
     def kv_bytes(self, dtype: torch.dtype) -> int:
         element = torch.finfo(dtype).bits // 8
@@ -68,6 +72,12 @@ def make_inputs(shape: Shape, dtype: torch.dtype, device, seed: int = 0):
         mask = torch.zeros(b, 1, 1, shape.kv_len, device=device, dtype=dtype)
         for i in range(1, b):  # element i loses the last i/(2B) of its keys
             mask[i, ..., shape.kv_len - shape.kv_len * i // (2 * b) :] = torch.finfo(dtype).min
+    if shape.hf_mask:  # element i pads the first i/(2B) of its keys (left padding)
+        keep = torch.ones(b, shape.kv_len, dtype=torch.bool, device=device)
+        for i in range(1, b):
+            keep[i, : shape.kv_len * i // (2 * b)] = False
+        causal = torch.ones(shape.q_len, shape.kv_len, dtype=torch.bool, device=device)
+        mask = (causal.tril(shape.kv_len - shape.q_len)[None] & keep[:, None, :])[:, None]
     return q, k, v, mask
 
 
@@ -142,14 +152,19 @@ def _flex(shape: Shape, q, k, v, mask):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     offset = shape.kv_len - shape.q_len
-    keep = None if mask is None else mask[:, 0, 0] == 0  # [B, Skv]
+    keep = None if mask is None or shape.hf_mask else mask[:, 0, 0] == 0  # [B, Skv]
 
     def mask_mod(b, h, qi, kj):
+        if shape.hf_mask:
+            return mask[b, 0, qi, kj]
         visible = kj <= qi + offset if shape.causal else kj >= 0
         return visible & keep[b, kj] if keep is not None else visible
 
     block_mask = None
-    if shape.causal or keep is not None:
+    if shape.hf_mask:
+        block_mask = create_block_mask(mask_mod, shape.batch, None, shape.q_len, shape.kv_len,
+                                       device=q.device)
+    elif shape.causal or keep is not None:
         block_mask = create_block_mask(mask_mod, shape.batch if keep is not None else None, None,
                                        shape.q_len, shape.kv_len, device=q.device)
     # One compile per shape: dynamo's default limit (8 per function) would drop to eager mode

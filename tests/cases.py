@@ -23,6 +23,8 @@ MASKS = {
     "fully_masked": "bool [B, 1, Sq, Skv] in which every third query row sees nothing",
     "hf_min_rows": "float [B, 1, Sq, Skv], some rows entirely finfo(dtype).min (SDPA: mean of V)",
     "neg1e5": "float32 [1, 1, Sq, Skv] near -1e5 everywhere, whatever q's dtype",
+    "hf_causal_padding": "HF's causal mask with left padding, bool [B, 1, Sq, Skv]; the first "
+                         "quarter of the rows of all but the first batch element see nothing",
     "keypad_f64": "float64 key padding whatever q's dtype: finfo(float64).min on padded keys, the "
                   "last batch element fully padded (SDPA: mean of V; the minimum must stay finite)",
 }
@@ -103,6 +105,8 @@ CASES = [
     C(2, 6, 3, 113, 113, 40, mask="bool", causal="bottom_right"),
     C(1, 8, 2, 130, 130, 160, causal="top_left", layout="bshd"),
     C(1, 2, 2, 17, 130, 256, causal="top_left", mask="additive_head"),
+    C(3, 4, 2, 150, 200, 64, mask="hf_causal_padding"),
+    C(2, 4, 1, 100, 100, 96, mask="hf_causal_padding", causal="top_left", layout="bshd"),
 ]
 
 
@@ -151,6 +155,17 @@ def _mask(case: Case, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor 
         values = torch.zeros(b, 1, sq, skv, dtype=dtype).masked_fill(rand(b, 1, sq, skv) < 0.3, lowest)
         values[:, :, ::4] = lowest
         return values
+    if kind == "hf_causal_padding":
+        # HF's causal LM mask with left padding, [B, 1, Sq, Skv] bool: query i (aligned to the
+        # last key) sees keys up to i + Skv - Sq that are not padding; batch element i pads a
+        # growing head of keys, and its first queries (the padding itself) see no key at all.
+        keep = torch.ones(b, skv, dtype=torch.bool)
+        for i in range(1, b):
+            keep[i, : (skv * i) // (b + 1)] = False
+        causal = torch.ones(sq, skv, dtype=torch.bool).tril(skv - sq)
+        rows = causal[None] & keep[:, None, :]
+        rows[1:, : sq // 4] = False
+        return rows[:, None]
     if kind == "keypad_f64":
         keep = padding((b, 1, 1, skv))
         keep[-1] = False

@@ -108,6 +108,7 @@ def kernel_arguments(
         HEAD_DIM=problem.head_dim, BLOCK_D=parts[0], BLOCK_D1=parts[1],
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
         MASK_ROWS=smm != 0, KV_RANGE=mask is not None and smm == 0,
+        BLOCK_RANGE=smm != 0 and mask.dtype == torch.bool,
         FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
