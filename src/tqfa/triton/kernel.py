@@ -36,11 +36,10 @@ Feature flags (launch.py sets them from the problem and the configuration):
   exactly zero weight (its score is at least |minimum| / 2 below the row max), so those tiles are
   skipped. A block without one keeps every key: SDPA averages V over minimum-masked rows. The
   scan reads Skv mask values, against the Skv x D of K and V the program streams.
-- BLOCK_RANGE (bool masks with MASK_ROWS, such as HF's causal-and-padding [B, 1, Sq, Skv]): each
-  program first finds the span [first, end) of keys that some row of its block sees, scanning
-  the block's mask rows from both ends until a visible key turns up, and skips the tiles outside
-  it (a hidden key has no weight in a bool mask). The scan reads only the hidden ends the main
-  loop then skips, plus one chunk at each end.
+- BLOCK_RANGE (bool masks with MASK_ROWS, such as HF's causal-and-padding [B, 1, Sq, Skv]): the
+  span [first, end) of keys that some row of the program's block sees comes from Spans (computed
+  per call by mask_spans.py, per query block and mask head) and the tiles outside it are
+  skipped: a hidden key has no weight in a bool mask.
 - HALVES == 2: the program's BLOCK_M rows are two row blocks of BLOCK_M // 2 with their own
   state, which share every K/V tile load; in each tile the second block's QK product is issued
   while the first block's softmax runs (FlashAttention-3's overlap of MMA and softmax within a
@@ -66,9 +65,8 @@ LN2 = tl.constexpr(0.6931471805599453)
 # float32's finite minimum: float64 mask values below it are clamped to it (softmax_step).
 FP32_MIN = tl.constexpr(-3.4028234663852886e38)
 
-# Mask values per step of the KV_RANGE scan; keys per step of the BLOCK_RANGE scan.
+# Mask values per step of the KV_RANGE scan.
 RANGE_SCAN = tl.constexpr(1024)
-BLOCK_SCAN = tl.constexpr(64)
 
 # MASK_KIND values.
 NO_MASK = tl.constexpr(0)
@@ -252,31 +250,6 @@ def _key_range(mask_row, stride_mn, kv_len, mask_lowest, MASK_KIND: tl.constexpr
 
 
 @triton.jit
-def _block_key_span(mask_rows, stride_mn, kv_len):
-    """[first, end) of the keys some row of a bool mask block sees (see BLOCK_RANGE): mask_rows
-    [rows, 1] points at each row's key 0; (kv_len, 0) when no row sees a key."""
-    first = kv_len
-    start = kv_len * 0
-    while (start < kv_len) & (first == kv_len):
-        cols = start + tl.arange(0, BLOCK_SCAN)
-        vals = tl.load(mask_rows + cols.to(tl.int64)[None, :] * stride_mn,
-                       mask=(cols < kv_len)[None, :], other=0)
-        seen = tl.max((vals != 0).to(tl.int32), axis=0) > 0
-        first = tl.min(tl.where(seen, cols, kv_len))
-        start += BLOCK_SCAN
-    end = kv_len * 0
-    start = (kv_len - 1) // BLOCK_SCAN * BLOCK_SCAN
-    while (start + BLOCK_SCAN > first) & (end == 0):  # down to the chunk that holds `first`
-        cols = start + tl.arange(0, BLOCK_SCAN)
-        vals = tl.load(mask_rows + cols.to(tl.int64)[None, :] * stride_mn,
-                       mask=(cols < kv_len)[None, :], other=0)
-        seen = tl.max((vals != 0).to(tl.int32), axis=0) > 0
-        end = tl.max(tl.where(seen, cols + 1, 0))
-        start -= BLOCK_SCAN
-    return first, end
-
-
-@triton.jit
 def _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start, rows, stride_qb, stride_qh, stride_qm,
             stride_qd, offs_d, offs_d1, ROWS: tl.constexpr, HEAD_DIM: tl.constexpr,
             BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr, TMA: tl.constexpr):
@@ -337,7 +310,7 @@ def attention_fwd_kernel(
     stride_vb, stride_vh, stride_vn, stride_vd,
     stride_mb, stride_mh, stride_mm, stride_mn,
     stride_ob, stride_oh, stride_om, stride_od,
-    q_heads, group, q_len, kv_len, causal_offset, sm_scale, mask_lowest,
+    q_heads, group, q_len, kv_len, causal_offset, sm_scale, mask_lowest, Spans, span_heads,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HALVES: tl.constexpr,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
@@ -346,7 +319,8 @@ def attention_fwd_kernel(
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
-    The *_desc arguments are read with TMA only; mask_lowest with KV_RANGE only."""
+    The *_desc arguments are read with TMA only; mask_lowest with KV_RANGE only; Spans and
+    span_heads (1 or Hq) with BLOCK_RANGE only."""
     num_m = tl.cdiv(q_len, BLOCK_M)
     pid = tl.program_id(0)
     bh = pid // num_m
@@ -420,10 +394,9 @@ def attention_fwd_kernel(
         n_stop = tl.where(anchored, tl.minimum(n_stop, live_end), n_stop)
         full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
     if BLOCK_RANGE:
-        first, end = _block_key_span(mask_base, stride_mn, kv_len)
-        if HALVES == 2:
-            first_b, end_b = _block_key_span(mask_base_b, stride_mn, kv_len)
-            first, end = tl.minimum(first, first_b), tl.maximum(end, end_b)
+        span = Spans + ((b32 * span_heads + h32 % span_heads) * num_m + m_block).to(tl.int64) * 2
+        first = tl.load(span)
+        end = tl.load(span + 1)
         n_lo = first // BLOCK_N * BLOCK_N
         n_stop = tl.minimum(n_stop, end)
         full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)

@@ -7,6 +7,7 @@ import torch
 import triton
 
 from ..problem import Problem
+from . import mask_spans
 from .fast_launch import Launcher
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
 from .tuning import KernelConfig, head_parts
@@ -77,9 +78,11 @@ def _mask_kind(problem: Problem) -> int:
 
 
 def kernel_arguments(
-    problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig, allow_tf32: bool
+    problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig, allow_tf32: bool,
+    spans: tuple[torch.Tensor, int] | None = None,
 ) -> tuple[tuple[int], dict]:
-    """(grid, keyword arguments) of the launch that writes out and lse for `problem`."""
+    """(grid, keyword arguments) of the launch that writes out and lse for `problem`; spans:
+    mask_spans.mask_spans's result for config.block_m, where it applies (BLOCK_RANGE)."""
     q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
     sqb, sqh, sqm, sqd = zeroed_strides(q)
     skb, skh, skn, skd = zeroed_strides(k)
@@ -104,11 +107,12 @@ def kernel_arguments(
         q_heads=problem.q_heads, group=problem.group,
         q_len=problem.q_len, kv_len=problem.kv_len, causal_offset=problem.causal_offset,
         sm_scale=problem.scale, mask_lowest=_mask_lowest(mask),
+        Spans=lse if spans is None else spans[0], span_heads=1 if spans is None else spans[1],
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, HALVES=config.halves,
         HEAD_DIM=problem.head_dim, BLOCK_D=parts[0], BLOCK_D1=parts[1],
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
         MASK_ROWS=smm != 0, KV_RANGE=mask is not None and smm == 0,
-        BLOCK_RANGE=smm != 0 and mask.dtype == torch.bool,
+        BLOCK_RANGE=spans is not None,
         FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
@@ -126,4 +130,5 @@ def attention_forward(
     """
     assert lse.is_contiguous() and lse.dtype == torch.float32
     assert problem.q_len > 0 and problem.kv_len > 0 and problem.batch > 0
-    launch_attention(*kernel_arguments(problem, out, lse, config, allow_tf32))
+    spans = mask_spans.mask_spans(problem, config.block_m) if mask_spans.applies(problem) else None
+    launch_attention(*kernel_arguments(problem, out, lse, config, allow_tf32, spans))

@@ -1,0 +1,69 @@
+"""Per query block, the keys a bool mask lets some row see: computed once per call, before the
+forward kernel, which then skips the key tiles outside (kernel.py: BLOCK_RANGE).
+
+HF's causal LMs hand batches with padding to SDPA-like implementations as one bool mask
+[B, 1, Sq, Skv] that carries both the padding and the causality (is_causal=False): without the
+spans every program would stream all Skv keys, about twice the work of the causal call. One
+program per (query block, batch, mask head) reads its block's rows of the mask once; the forward
+kernel's programs of all q heads that share the mask head read two ints.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..problem import Problem
+from .fast_launch import Launcher
+
+SCAN_KEYS = 128  # keys per step of the scan
+
+
+@triton.jit(do_not_specialize=["q_len", "kv_len"])
+def mask_spans_kernel(Mask, Spans, stride_mb, stride_mh, stride_mm, stride_mn, heads, q_len,
+                      kv_len, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Spans[((b * heads + h) * num_m + block) * 2 + (0, 1)] = (first, end): keys [first, end)
+    hold every key some row of query block `block` of mask (b, h) sees; (kv_len, 0) if none."""
+    block = tl.program_id(0)
+    bh = tl.program_id(1)
+    b, h = (bh // heads).to(tl.int64), (bh % heads).to(tl.int64)
+    rows = tl.minimum(block * BLOCK_M + tl.arange(0, BLOCK_M), q_len - 1).to(tl.int64)
+    row_ptrs = Mask + b * stride_mb + h * stride_mh + rows[:, None] * stride_mm
+    first = kv_len
+    end = kv_len * 0
+    for start in tl.range(0, kv_len, BLOCK_N):
+        cols = start + tl.arange(0, BLOCK_N)
+        vals = tl.load(row_ptrs + cols.to(tl.int64)[None, :] * stride_mn,
+                       mask=(cols < kv_len)[None, :], other=0)
+        seen = tl.max((vals != 0).to(tl.int32), axis=0) > 0
+        first = tl.minimum(first, tl.min(tl.where(seen, cols, kv_len)))
+        end = tl.maximum(end, tl.max(tl.where(seen, cols + 1, 0)))
+    out = Spans + (bh.to(tl.int64) * tl.num_programs(0) + block) * 2
+    tl.store(out, first)
+    tl.store(out + 1, end)
+
+
+launch_spans = Launcher(mask_spans_kernel)
+
+
+def applies(problem: Problem) -> bool:
+    """A bool mask that varies along query rows (key-padding masks have their own scan)."""
+    mask = problem.mask
+    return mask is not None and mask.dtype == torch.bool and problem.q_len > 1 and mask.stride(2) != 0
+
+
+def mask_spans(problem: Problem, block_m: int) -> tuple[torch.Tensor, int]:
+    """(spans, mask heads): int32 [B * heads * cdiv(Sq, block_m) * 2] as mask_spans_kernel
+    writes them, and heads = Hq for a mask with one per q head, else 1."""
+    mask = problem.mask
+    (b, hq, sq, skv), (smb, smh, smm, smn) = mask.shape, mask.stride()
+    heads = hq if hq > 1 and smh != 0 else 1
+    num_m = -(-sq // block_m)
+    spans = torch.empty(b * heads * num_m * 2, dtype=torch.int32, device=mask.device)
+    launch_spans((num_m, b * heads), dict(
+        Mask=mask, Spans=spans, stride_mb=0 if b == 1 else smb, stride_mh=0 if heads == 1 else smh,
+        stride_mm=smm, stride_mn=0 if skv == 1 else smn, heads=heads, q_len=sq, kv_len=skv,
+        BLOCK_M=block_m, BLOCK_N=SCAN_KEYS, num_warps=4, num_stages=2,
+    ))
+    return spans, heads
