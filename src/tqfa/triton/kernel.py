@@ -398,16 +398,13 @@ def attention_fwd_kernel(
     mask_lo = full_stop
     mask_hi = full_stop
     if BLOCK_RANGE:
-        # The block's spans come in BLOCK_M // 16 parts of 16 rows (mask_spans.PART_ROWS).
-        block_index = (b32 * span_heads + h32 % span_heads) * num_m + m_block
-        span = Spans + (block_index.to(tl.int64) * (BLOCK_M // 16) + tl.arange(0, BLOCK_M // 16)) * 4
-        n_lo = tl.min(tl.load(span)) // BLOCK_N * BLOCK_N
-        n_stop = tl.minimum(n_stop, tl.max(tl.load(span + 1)))
+        span = Spans + ((b32 * span_heads + h32 % span_heads) * num_m + m_block).to(tl.int64) * 4
+        n_lo = tl.load(span) // BLOCK_N * BLOCK_N
+        n_stop = tl.minimum(n_stop, tl.load(span + 1))
         full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
-        mask_lo = tl.minimum(tl.maximum(tl.cdiv(tl.max(tl.load(span + 2)), BLOCK_N) * BLOCK_N,
-                                        n_lo), full_stop)
-        mask_hi = tl.minimum(tl.maximum(tl.min(tl.load(span + 3)) // BLOCK_N * BLOCK_N, mask_lo),
+        mask_lo = tl.minimum(tl.maximum(tl.cdiv(tl.load(span + 2), BLOCK_N) * BLOCK_N, n_lo),
                              full_stop)
+        mask_hi = tl.minimum(tl.maximum(tl.load(span + 3) // BLOCK_N * BLOCK_N, mask_lo), full_stop)
 
     q_b, q1_b = q, q1
     if HALVES == 2:

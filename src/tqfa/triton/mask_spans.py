@@ -17,22 +17,20 @@ import triton.language as tl
 from ..problem import Problem
 from .fast_launch import Launcher
 
-SCAN_KEYS = 256  # keys per step of the scan
-PART_ROWS = 16  # rows per program: a query block's spans come in BLOCK_M // PART_ROWS parts
+SCAN_KEYS = 128  # keys per step of the scan
 
 
 @triton.jit(do_not_specialize=["q_len", "kv_len"])
 def mask_spans_kernel(Mask, Spans, stride_mb, stride_mh, stride_mm, stride_mn, heads, q_len,
                       kv_len, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Spans[((b * heads + h) * parts + part) * 4 + (0, 1, 2, 3)] = (first, end, all_first,
-    all_end) for the BLOCK_M rows `part` of mask (b, h): keys [first, end) hold every key some
-    row sees, (kv_len, 0) if none; every row sees every key of [all_first, all_end), the first
-    run of such keys ((kv_len, kv_len) if none). A query block of the forward kernel combines its
-    parts (min and max of the spans, intersection of the runs)."""
-    part = tl.program_id(0)
+    """Spans[((b * heads + h) * num_m + block) * 4 + (0, 1, 2, 3)] = (first, end, all_first,
+    all_end): keys [first, end) hold every key some row of query block `block` of mask (b, h)
+    sees, (kv_len, 0) if none; every row sees every key of [all_first, all_end), the first run of
+    such keys ((kv_len, kv_len) if none)."""
+    block = tl.program_id(0)
     bh = tl.program_id(1)
     b, h = (bh // heads).to(tl.int64), (bh % heads).to(tl.int64)
-    rows = tl.minimum(part * BLOCK_M + tl.arange(0, BLOCK_M), q_len - 1).to(tl.int64)
+    rows = tl.minimum(block * BLOCK_M + tl.arange(0, BLOCK_M), q_len - 1).to(tl.int64)
     row_ptrs = Mask + b * stride_mb + h * stride_mh + rows[:, None] * stride_mm
     first = kv_len
     end = kv_len * 0
@@ -51,7 +49,7 @@ def mask_spans_kernel(Mask, Spans, stride_mb, stride_mh, stride_mm, stride_mn, h
         # later key that some row does not see.
         all_first = tl.minimum(all_first, tl.min(tl.where(by_all, cols, kv_len)))
         all_end = tl.minimum(all_end, tl.min(tl.where(~by_all & (cols > all_first), cols, kv_len)))
-    out = Spans + (bh.to(tl.int64) * tl.num_programs(0) + part) * 4
+    out = Spans + (bh.to(tl.int64) * tl.num_programs(0) + block) * 4
     tl.store(out, first)
     tl.store(out + 1, end)
     tl.store(out + 2, all_first)
@@ -68,17 +66,16 @@ def applies(problem: Problem) -> bool:
 
 
 def mask_spans(problem: Problem, block_m: int) -> tuple[torch.Tensor, int]:
-    """(spans, mask heads): int32 [B * heads * cdiv(Sq, block_m) * block_m // PART_ROWS * 4]
-    as mask_spans_kernel writes them (the parts of one query block of block_m rows are
-    consecutive), and heads = Hq for a mask with one per q head, else 1."""
+    """(spans, mask heads): int32 [B * heads * cdiv(Sq, block_m) * 4] as mask_spans_kernel
+    writes them, and heads = Hq for a mask with one per q head, else 1."""
     mask = problem.mask
     (b, hq, sq, skv), (smb, smh, smm, smn) = mask.shape, mask.stride()
     heads = hq if hq > 1 and smh != 0 else 1
-    parts = -(-sq // block_m) * (block_m // PART_ROWS)
-    spans = torch.empty(b * heads * parts * 4, dtype=torch.int32, device=mask.device)
-    launch_spans((parts, b * heads), dict(
+    num_m = -(-sq // block_m)
+    spans = torch.empty(b * heads * num_m * 4, dtype=torch.int32, device=mask.device)
+    launch_spans((num_m, b * heads), dict(
         Mask=mask, Spans=spans, stride_mb=0 if b == 1 else smb, stride_mh=0 if heads == 1 else smh,
         stride_mm=smm, stride_mn=0 if skv == 1 else smn, heads=heads, q_len=sq, kv_len=skv,
-        BLOCK_M=PART_ROWS, BLOCK_N=SCAN_KEYS, num_warps=4, num_stages=2,
+        BLOCK_M=block_m, BLOCK_N=SCAN_KEYS, num_warps=4, num_stages=2,
     ))
     return spans, heads
