@@ -23,10 +23,8 @@ SCAN_KEYS = 128  # keys per step of the scan
 @triton.jit(do_not_specialize=["q_len", "kv_len"])
 def mask_spans_kernel(Mask, Spans, stride_mb, stride_mh, stride_mm, stride_mn, heads, q_len,
                       kv_len, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Spans[((b * heads + h) * num_m + block) * 4 + (0, 1, 2, 3)] = (first, end, all_first,
-    all_end): keys [first, end) hold every key some row of query block `block` of mask (b, h)
-    sees, (kv_len, 0) if none; every row sees every key of [all_first, all_end), the first run of
-    such keys ((kv_len, kv_len) if none)."""
+    """Spans[((b * heads + h) * num_m + block) * 2 + (0, 1)] = (first, end): keys [first, end)
+    hold every key some row of query block `block` of mask (b, h) sees; (kv_len, 0) if none."""
     block = tl.program_id(0)
     bh = tl.program_id(1)
     b, h = (bh // heads).to(tl.int64), (bh % heads).to(tl.int64)
@@ -34,26 +32,16 @@ def mask_spans_kernel(Mask, Spans, stride_mb, stride_mh, stride_mm, stride_mn, h
     row_ptrs = Mask + b * stride_mb + h * stride_mh + rows[:, None] * stride_mm
     first = kv_len
     end = kv_len * 0
-    all_first = kv_len
-    all_end = kv_len
     for start in tl.range(0, kv_len, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
-        inside = cols < kv_len
-        vals = tl.load(row_ptrs + cols.to(tl.int64)[None, :] * stride_mn, mask=inside[None, :],
-                       other=0)
+        vals = tl.load(row_ptrs + cols.to(tl.int64)[None, :] * stride_mn,
+                       mask=(cols < kv_len)[None, :], other=0)
         seen = tl.max((vals != 0).to(tl.int32), axis=0) > 0
-        by_all = (tl.min((vals != 0).to(tl.int32), axis=0) > 0) & inside
         first = tl.minimum(first, tl.min(tl.where(seen, cols, kv_len)))
         end = tl.maximum(end, tl.max(tl.where(seen, cols + 1, 0)))
-        # Chunks come in key order: all_first is final once set, and the run ends at the first
-        # later key that some row does not see.
-        all_first = tl.minimum(all_first, tl.min(tl.where(by_all, cols, kv_len)))
-        all_end = tl.minimum(all_end, tl.min(tl.where(~by_all & (cols > all_first), cols, kv_len)))
-    out = Spans + (bh.to(tl.int64) * tl.num_programs(0) + block) * 4
+    out = Spans + (bh.to(tl.int64) * tl.num_programs(0) + block) * 2
     tl.store(out, first)
     tl.store(out + 1, end)
-    tl.store(out + 2, all_first)
-    tl.store(out + 3, all_end)
 
 
 launch_spans = Launcher(mask_spans_kernel)
@@ -66,13 +54,13 @@ def applies(problem: Problem) -> bool:
 
 
 def mask_spans(problem: Problem, block_m: int) -> tuple[torch.Tensor, int]:
-    """(spans, mask heads): int32 [B * heads * cdiv(Sq, block_m) * 4] as mask_spans_kernel
+    """(spans, mask heads): int32 [B * heads * cdiv(Sq, block_m) * 2] as mask_spans_kernel
     writes them, and heads = Hq for a mask with one per q head, else 1."""
     mask = problem.mask
     (b, hq, sq, skv), (smb, smh, smm, smn) = mask.shape, mask.stride()
     heads = hq if hq > 1 and smh != 0 else 1
     num_m = -(-sq // block_m)
-    spans = torch.empty(b * heads * num_m * 4, dtype=torch.int32, device=mask.device)
+    spans = torch.empty(b * heads * num_m * 2, dtype=torch.int32, device=mask.device)
     launch_spans((num_m, b * heads), dict(
         Mask=mask, Spans=spans, stride_mb=0 if b == 1 else smb, stride_mh=0 if heads == 1 else smh,
         stride_mm=smm, stride_mn=0 if skv == 1 else smn, heads=heads, q_len=sq, kv_len=skv,
