@@ -52,8 +52,8 @@ as a key-padding mask's Skv, adds variants: at most three).
 
 Grid: one axis, cdiv(Sq, BLOCK_M) * B * Hq programs, query blocks fastest so that neighbouring
 programs share K/V in L2, and the q heads of one kv head adjacent (one axis also avoids the 65535
-limit of the others). With causal (and with BLOCK_RANGE, whose masks are most often causal) the
-query blocks run in reverse order: the longest rows start first and the short ones fill the tail.
+limit of the others). With causal the query blocks run in reverse order: the longest rows start
+first and the short ones fill the tail.
 """
 
 import triton
@@ -325,7 +325,7 @@ def attention_fwd_kernel(
     pid = tl.program_id(0)
     bh = pid // num_m
     m_block = pid % num_m
-    if CAUSAL or BLOCK_RANGE:  # a row-varying bool mask is most often causal too (HF)
+    if CAUSAL:
         m_block = num_m - 1 - m_block
     # int32 indices for the descriptors, int64 before any multiplication by a stride.
     b32 = bh // q_heads
