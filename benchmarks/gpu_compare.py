@@ -242,7 +242,7 @@ def host_seconds(device: str) -> dict:
     from tqfa.triton.tuning import INTERPRETER, select_config
 
     size = (1, 32, 8, 256, 256, 128) if on_gpu(device) else (1, 4, 2, 40, 40, 64)
-    tma = dataclasses.replace(K(64, 64, 4, 3), tma=True)
+    tma = K(64, 64, 4, 3, **TMA)
     calls = {}
     for shape in (Shape(*size, padding=True), Shape(*size)):
         q, k, v, mask = providers.make_inputs(shape, torch.float16, device)

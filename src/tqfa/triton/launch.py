@@ -130,5 +130,7 @@ def attention_forward(
     """
     assert lse.is_contiguous() and lse.dtype == torch.float32
     assert problem.q_len > 0 and problem.kv_len > 0 and problem.batch > 0
-    spans = mask_spans.mask_spans(problem, config.block_m) if mask_spans.applies(problem) else None
+    spans = None
+    if mask_spans.applies(problem):
+        spans = mask_spans.mask_spans(problem, zeroed_strides(problem.mask), config.block_m)
     launch_attention(*kernel_arguments(problem, out, lse, config, allow_tf32, spans))

@@ -53,17 +53,19 @@ def applies(problem: Problem) -> bool:
     return mask is not None and mask.dtype == torch.bool and problem.q_len > 1 and mask.stride(2) != 0
 
 
-def mask_spans(problem: Problem, block_m: int) -> tuple[torch.Tensor, int]:
+def mask_spans(problem: Problem, strides: tuple[int, int, int, int], block_m: int
+               ) -> tuple[torch.Tensor, int]:
     """(spans, mask heads): int32 [B * heads * cdiv(Sq, block_m) * 2] as mask_spans_kernel
-    writes them, and heads = Hq for a mask with one per q head, else 1."""
+    writes them, and heads = Hq for a mask with one per q head, else 1. strides: the mask's,
+    those of size-1 dims 0 (launch.zeroed_strides)."""
     mask = problem.mask
-    (b, hq, sq, skv), (smb, smh, smm, smn) = mask.shape, mask.stride()
-    heads = hq if hq > 1 and smh != 0 else 1
+    (b, hq, sq, skv), (smb, smh, smm, smn) = mask.shape, strides
+    heads = hq if smh != 0 else 1
     num_m = -(-sq // block_m)
     spans = torch.empty(b * heads * num_m * 2, dtype=torch.int32, device=mask.device)
     launch_spans((num_m, b * heads), dict(
-        Mask=mask, Spans=spans, stride_mb=0 if b == 1 else smb, stride_mh=0 if heads == 1 else smh,
-        stride_mm=smm, stride_mn=0 if skv == 1 else smn, heads=heads, q_len=sq, kv_len=skv,
-        BLOCK_M=block_m, BLOCK_N=SCAN_KEYS, num_warps=4, num_stages=2,
+        Mask=mask, Spans=spans, stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
+        heads=heads, q_len=sq, kv_len=skv, BLOCK_M=block_m, BLOCK_N=SCAN_KEYS, num_warps=4,
+        num_stages=2,
     ))
     return spans, heads
