@@ -75,16 +75,25 @@ ADDITIVE_MASK = tl.constexpr(2)
 
 
 @triton.jit
+def _load_described(desc, desc1, b, h, start, ROWS: tl.constexpr, BLOCK_D: tl.constexpr,
+                    BLOCK_D1: tl.constexpr):
+    """Rows [start, start + ROWS) of head (b, h) through the two head-dim parts' descriptors
+    (the second is the first when BLOCK_D1 == 0): the copy engine zero-fills past the ends."""
+    x = desc.load([b, h, start, 0]).reshape([ROWS, BLOCK_D])
+    x1 = x
+    if BLOCK_D1 > 0:
+        x1 = desc1.load([b, h, start, BLOCK_D]).reshape([ROWS, BLOCK_D1])
+    return x, x1
+
+
+@triton.jit
 def _load_kv(desc, desc1, head, offs, offs1, b, kvh, start_n, cols, kv_len, offs_d, offs_d1,
              stride_n, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
              BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, TMA: tl.constexpr):
     """A K or V tile [BLOCK_N, BLOCK_D] and its second head-dim part (itself when BLOCK_D1 == 0).
     Keys past kv_len and columns past HEAD_DIM read as 0."""
     if TMA:
-        x = desc.load([b, kvh, start_n, 0]).reshape([BLOCK_N, BLOCK_D])
-        x1 = x
-        if BLOCK_D1 > 0:
-            x1 = desc1.load([b, kvh, start_n, BLOCK_D]).reshape([BLOCK_N, BLOCK_D1])
+        x, x1 = _load_described(desc, desc1, b, kvh, start_n, BLOCK_N, BLOCK_D, BLOCK_D1)
     else:
         ptrs = head + tl.cast(start_n, tl.int64) * stride_n + offs
         ok = tl.full([BLOCK_N, 1], 1, tl.int1)
@@ -256,10 +265,7 @@ def _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start, rows, stride_qb, stride_q
     """The Q rows [start, start + ROWS) (`rows`: their indices clamped to Sq - 1) and their
     second head-dim part (itself when BLOCK_D1 == 0)."""
     if TMA:
-        q = q_desc.load([b32, h32, start, 0]).reshape([ROWS, BLOCK_D])
-        q1 = q
-        if BLOCK_D1 > 0:
-            q1 = q_desc1.load([b32, h32, start, BLOCK_D]).reshape([ROWS, BLOCK_D1])
+        q, q1 = _load_described(q_desc, q_desc1, b32, h32, start, ROWS, BLOCK_D, BLOCK_D1)
     else:
         q_rows = Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qm
         if HEAD_DIM < BLOCK_D:
