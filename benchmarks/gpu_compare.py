@@ -238,7 +238,7 @@ def host_seconds(device: str) -> dict:
     from tqfa import dispatch
     from tqfa.device import probe
     from tqfa.problem import build_problem
-    from tqfa.triton import backend, launch
+    from tqfa.triton import backend, fast_launch, launch
     from tqfa.triton.tuning import INTERPRETER, select_config
 
     size = (1, 32, 8, 256, 256, 128) if on_gpu(device) else (1, 4, 2, 40, 40, 64)
@@ -265,7 +265,8 @@ def host_seconds(device: str) -> dict:
                 launch.kernel_arguments(p, o, lse, c, False),
             f"attention_forward ({tag})": lambda p=problem, o=out, lse=lse, c=config:
                 launch.attention_forward(p, o, lse, c, False),
-            f"Triton's launch ({tag})": lambda g=grid, a=kwargs: launch.attention_fwd_kernel[g](**a),
+            f"Triton's launch ({tag})": lambda g=grid, a=kwargs: launch.attention_fwd_kernel[g](
+                **fast_launch.triton_kwargs(a)),
             f"cached launch ({tag})": lambda g=grid, a=kwargs: launch.launch_attention(g, a),
             f"attention_forward, TMA 64x64 ({tag})": lambda p=problem, o=out, lse=lse:
                 launch.attention_forward(p, o, lse, tma, False),

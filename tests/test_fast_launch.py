@@ -60,6 +60,7 @@ def _problem(sq=64, skv=80, layout="bhsd", offset=0, mask=None, dtype=torch.floa
 
 
 CONFIG = KernelConfig(64, 32, 4, 2)
+TMA_CONFIG = KernelConfig(64, 32, 4, 2, tma=True)
 
 
 def _arguments(problem, config=CONFIG):
@@ -84,6 +85,22 @@ PROBLEMS = {
     "q rows of 72": dict(pitch=72),
     "q rows of 80": dict(pitch=80),
 }
+# Launched with host tensor descriptors (TMA_CONFIG); misaligned q falls back to pointers.
+TMA_PROBLEMS = {
+    "tma": dict(),
+    "tma other lengths": dict(sq=48, skv=33),
+    "tma bf16": dict(dtype=torch.bfloat16),
+    "tma d40": dict(d=40),
+    "tma bshd": dict(layout="bshd"),
+    "tma misaligned q": dict(offset=1),
+}
+
+
+def _all_arguments():
+    for name, spec in PROBLEMS.items():
+        yield name, _arguments(_problem(**spec))
+    for name, spec in TMA_PROBLEMS.items():
+        yield name, _arguments(_problem(**spec), TMA_CONFIG)
 
 
 def test_the_key_is_at_least_as_fine_as_tritons_specialisation(cpu_launcher):
@@ -100,12 +117,16 @@ def test_the_key_is_at_least_as_fine_as_tritons_specialisation(cpu_launcher):
     def triton_key(kwargs):
         args = {k: v for k, v in kwargs.items() if k not in fast_launch.OPTION_NAMES}
         options = {k: v for k, v in kwargs.items() if k in fast_launch.OPTION_NAMES}
-        return str(binder(**args)[1]), str(options)
+        return str(binder(**fast_launch.triton_kwargs(args))[1]), str(options)
 
     keys = {}
-    for name, spec in PROBLEMS.items():
-        kwargs = _arguments(_problem(**spec))[1]
+    for name, (_, kwargs) in _all_arguments():
         keys[name] = cpu_launcher.key(kwargs), triton_key(kwargs)
+        if name == "tma":  # what only the descriptors carry: block shape, dtype
+            desc = kwargs["k_desc"]
+            for change in (dict(block_shape=(1, 1, 16, 64)), dict(base=desc.base.bfloat16())):
+                changed = {**kwargs, "k_desc": desc._replace(**change)}
+                keys[f"tma {change}"] = cpu_launcher.key(changed), triton_key(changed)
         assert keys[name][0] is not None, name
     for (a, (ours_a, theirs_a)), (b, (ours_b, theirs_b)) in itertools.combinations(keys.items(), 2):
         if ours_a == ours_b:
@@ -114,6 +135,22 @@ def test_the_key_is_at_least_as_fine_as_tritons_specialisation(cpu_launcher):
     assert keys["aligned"][0] != keys["misaligned q"][0]
     assert keys["aligned"][0] != keys["padding mask"][0]
     assert keys["aligned"][0] != keys["q rows of 72"][0]
+    assert keys["tma"][0] == keys["tma other lengths"][0]
+    assert keys["tma"][0] != keys["tma bf16"][0] != keys["tma d40"][0]
+    assert keys["tma"][0] != keys["aligned"][0]
+    assert keys["tma misaligned q"][0] != keys["tma"][0]
+
+
+def test_host_descriptors_become_tritons_for_tritons_path():
+    _, kwargs = _arguments(_problem(), TMA_CONFIG)
+    assert type(kwargs["q_desc"]) is fast_launch.HostDescriptor and kwargs["q_desc1"] is None
+    converted = fast_launch.triton_kwargs(kwargs)
+    desc = converted["k_desc"]
+    assert type(desc) is fast_launch.TensorDescriptor
+    assert desc.base is kwargs["K"] and list(desc.block_shape) == [1, 1, TMA_CONFIG.block_n, 64]
+    assert list(desc.shape) == list(kwargs["K"].shape)
+    assert list(desc.strides) == list(kwargs["K"].stride())
+    assert converted["Q"] is kwargs["Q"] and converted["q_desc1"] is None
 
 
 def test_the_key_sees_options_and_constexprs(cpu_launcher):
@@ -155,7 +192,7 @@ def test_each_launch_runs_the_variant_triton_selects(name):
     for _ in range(2):  # the first launch goes through Triton, the second through the cache
         kwargs["Out"].fill_(math.nan)
         launch.launch_attention(grid, kwargs)
-        assert launch.launch_attention._variants[launch.launch_attention.key(kwargs)] is (
+        assert launch.launch_attention._variants[launch.launch_attention.key(kwargs)].compiled is (
             attention_fwd_kernel.warmup(grid=grid, **kwargs))
         cpu = [t.cpu() if t is not None else None for t in (problem.q, problem.k, problem.v, problem.mask)]
         ref, _ = reference(*cpu, causal="bottom_right")
@@ -178,3 +215,53 @@ def test_decode_launches_run_the_variants_triton_selects():
     cpu = [t.cpu() for t in (problem.q, problem.k, problem.v)]
     ref, _ = reference(*cpu, causal="bottom_right")
     assert (out.double().cpu() - ref).abs().max().item() < 2e-2
+
+
+def _uses_direct_descriptor_launch(variant) -> bool:
+    return isinstance(variant.launch, fast_launch._DescriptorLaunch)
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="compiled variants need a GPU (TQFA_TEST_DEVICE=cuda)")
+@pytest.mark.parametrize("name", TMA_PROBLEMS)
+def test_descriptor_launches_match_tritons_own(name):
+    """Bit for bit what Triton's own launch writes, with the variant Triton selects; under the
+    triton version _DescriptorLaunch was written for, through it."""
+    problem = _problem(**TMA_PROBLEMS[name])
+    grid, kwargs = _arguments(problem, TMA_CONFIG)
+    expected = dict(Out=torch.full_like(kwargs["Out"], math.nan),
+                    Lse=torch.full_like(kwargs["Lse"], math.nan))
+    attention_fwd_kernel[grid](**fast_launch.triton_kwargs({**kwargs, **expected}))
+    for _ in range(3):  # Triton's path, then the variant's launch, then its kept tensor maps
+        kwargs["Out"].fill_(math.nan)
+        kwargs["Lse"].fill_(math.nan)
+        launch.launch_attention(grid, kwargs)
+        assert torch.equal(kwargs["Out"], expected["Out"]) and torch.equal(kwargs["Lse"], expected["Lse"])
+    variant = launch.launch_attention._variants[launch.launch_attention.key(kwargs)]
+    assert variant.compiled is attention_fwd_kernel.warmup(grid=grid, **fast_launch.triton_kwargs(kwargs))
+    described = kwargs["q_desc"] is not None
+    assert described == (name != "tma misaligned q")
+    direct = described and fast_launch._triton_in(fast_launch.CHECKED_DESCRIPTOR_LAUNCH)
+    assert _uses_direct_descriptor_launch(variant) == direct
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="compiled variants need a GPU (TQFA_TEST_DEVICE=cuda)")
+def test_one_data_pointer_with_two_shapes_gets_two_tensor_maps():
+    """A kept tensor map is found by data pointer, shape and strides: q of 64 rows, then q of 48
+    rows at the same address, must each read their own rows."""
+    gen = torch.Generator().manual_seed(7)
+    storage = torch.randn(2 * 8 * 64 * 64, generator=gen).half().to(DEVICE)
+    k, v = (torch.randn(2, 2, 80, 64, generator=gen).half().to(DEVICE) for _ in range(2))
+    results = []
+    for _ in range(2):
+        for rows in (64, 48):
+            q = storage[:2 * 8 * rows * 64].view(2, 8, rows, 64)
+            problem = build_problem(q, k, v, None, is_causal=False)
+            grid, kwargs = _arguments(problem, TMA_CONFIG)
+            kwargs["Out"].fill_(math.nan)
+            launch.launch_attention(grid, kwargs)
+            ref, _ = reference(q.cpu(), k.cpu(), v.cpu())
+            results.append((kwargs["Out"].double().cpu() - ref).abs().max().item())
+    assert max(results) < 2e-2, results
+    variant = launch.launch_attention._variants[launch.launch_attention.key(kwargs)]
+    if _uses_direct_descriptor_launch(variant):
+        assert len(variant.launch.expansions) == 2

@@ -119,17 +119,16 @@ def specialise(fn, kwargs: dict):
     """(signature, constexprs, attrs) of `fn` for these arguments, as triton.jit builds them."""
     import torch
 
-    try:
-        from triton.tools.tensor_descriptor import TensorDescriptor
-    except ImportError:  # triton < 3.4 has no host-side descriptors
-        TensorDescriptor = ()
+    from .fast_launch import HostDescriptor, TensorDescriptor
+
+    descriptors = (HostDescriptor, TensorDescriptor) if TensorDescriptor else (HostDescriptor,)
     dont = set(fn.do_not_specialize)
     signature, constexprs, attrs = {}, {}, {}
     for i, param in enumerate(fn.params):
         name, value = param.name, kwargs[param.name]
         if param.is_constexpr or value is None:
             signature[name], constexprs[name] = "constexpr", value
-        elif isinstance(value, TensorDescriptor):
+        elif isinstance(value, descriptors):
             block = ",".join(map(str, value.block_shape))
             signature[name] = f"tensordesc<{_triton_type(value.base.dtype)}[{block}]>"
         elif isinstance(value, torch.Tensor):

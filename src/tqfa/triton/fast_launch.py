@@ -19,12 +19,23 @@ a GPU that each launch runs the variant Triton itself selects):
 Launch hooks (profilers) still run: `CompiledKernel[grid]` passes them on as Triton's launch
 does. Other backends specialise on more (AMD: tensor sizes, for buffer loads) and the interpreter
 has no compiled variants: those keep `kernel[grid]`.
+
+Host tensor descriptors come in as `HostDescriptor`s. Triton's `TensorDescriptor` checks its
+arguments on construction, and Triton's launcher turns each one into a CUDA tensor map on every
+launch, in a Python loop over all arguments: with the forward kernel's six descriptors that was
+18-89 us per call on the H200's host. A variant with descriptors keeps the tensor maps it made,
+under (data pointer, shape, strides) of each descriptor: a map encodes only those, the block
+shape and the dtype (fixed per variant), so equal keys give equal maps. Under triton 3.6 it also
+hands the expanded arguments to Triton's C launcher itself (`_DescriptorLaunch`); other versions
+get `TensorDescriptor`s and Triton's per-launch maps.
 """
 
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import triton
@@ -40,22 +51,48 @@ try:
 except ImportError:
     TensorDescriptor = None
 from triton.compiler import CompiledKernel
+from triton.runtime.driver import driver
 
 # Versions whose launch path and specialisation rules this module was written against.
 CHECKED_TRITON = (Version("3.6"), Version("3.10"))
 # Launch options: keyword arguments of a launch that are not kernel parameters.
 OPTION_NAMES = ("num_warps", "num_stages", "num_ctas", "maxnreg", "waves_per_eu",
                 "matrix_instr_nonkdim")
+# Versions whose launcher (triton/backends/nvidia/driver.py: wrap_handle_tensordesc and
+# make_tensordesc_arg, CudaLauncher.__call__) _DescriptorLaunch was written against.
+CHECKED_DESCRIPTOR_LAUNCH = (Version("3.6"), Version("3.7"))
 MAX_VARIANTS = 512  # a bound on the cache; real workloads use a handful of variants per kernel
+MAX_TENSOR_MAPS = 64  # per variant; a miss costs a few microseconds
 
 _MOD16 = (16).__rmod__  # x -> x % 16, mapped in C over a tuple of ints
 _IS_ONE = (1).__eq__
 _INT32_MIN, _INT32_END = -(2**31), 2**31
 
 
-def _triton_checked() -> bool:
-    low, high = CHECKED_TRITON
+def _triton_in(versions: tuple[Version, Version]) -> bool:
+    low, high = versions
     return knobs is not None and low <= Version(Version(triton.__version__).base_version) < high
+
+
+class HostDescriptor(NamedTuple):
+    """A host-side tensor descriptor: the fields of triton.tools.tensor_descriptor's
+    TensorDescriptor, without its checks (the caller makes them, launch._tma_strides)."""
+
+    base: torch.Tensor
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    block_shape: tuple[int, ...]
+    padding: str = "zero"
+
+    def triton(self):
+        return TensorDescriptor(self.base, list(self.shape), list(self.strides),
+                                list(self.block_shape), self.padding)
+
+
+def triton_kwargs(kwargs: dict) -> dict:
+    """kwargs with each HostDescriptor made a TensorDescriptor, for `kernel[grid](**kwargs)`."""
+    return {name: value.triton() if type(value) is HostDescriptor else value
+            for name, value in kwargs.items()}
 
 
 def _getter(indices: list[int]):
@@ -77,6 +114,7 @@ class _Layout:
     descriptors: object
     ints: object  # every int argument
     specialised_ints: object  # the ints of parameters Triton specialises
+    descriptor_positions: tuple[int, ...]  # of the descriptors among all parameters
 
 
 class Launcher:
@@ -86,56 +124,56 @@ class Launcher:
     def __init__(self, kernel):
         self.kernel = kernel
         params = tuple(getattr(kernel, "params", ()))  # a JITFunction's; none when interpreted
-        self.enabled = bool(params) and torch.version.hip is None and _triton_checked()
+        self.enabled = bool(params) and torch.version.hip is None and _triton_in(CHECKED_TRITON)
         self.names = tuple(p.name for p in params)
         self._values = operator.itemgetter(*self.names) if params else None  # kwargs -> tuple
         self._constexprs = _getter([i for i, p in enumerate(params) if p.is_constexpr])
         self._runtime_params = [(i, p) for i, p in enumerate(params) if not p.is_constexpr]
         self._runtime = _getter([i for i, _ in self._runtime_params])
         self._layouts: dict[tuple, _Layout | None] = {}
-        self._variants: dict[tuple, object] = {}
+        self._variants: dict[tuple, _Variant] = {}
 
     def __call__(self, grid: tuple[int, ...], kwargs: dict) -> None:
         key = None
         if self.enabled:
             values = self._values(kwargs)
-            key = self._key(values, kwargs)
-            compiled = self._variants.get(key) if key is not None else None
-            if compiled is not None:
-                compiled[(*grid, 1, 1)[:3]](*values)  # CompiledKernel reads three grid sizes
+            key, layout = self._key(values, kwargs)
+            variant = self._variants.get(key) if key is not None else None
+            if variant is not None:
+                variant.launch((*grid, 1, 1)[:3], values)  # CompiledKernel reads three grid sizes
                 return
-        compiled = self.kernel[grid](**kwargs)
+        compiled = self.kernel[grid](**triton_kwargs(kwargs))
         if key is not None and isinstance(compiled, CompiledKernel):  # not a pending compile
             if len(self._variants) >= MAX_VARIANTS:
                 self._variants.clear()
-            self._variants[key] = compiled
+            self._variants[key] = _Variant.of(compiled, layout.descriptor_positions)
 
     def key(self, kwargs: dict) -> tuple | None:
         """What Triton specialises `kernel` on for these arguments (see the module docstring),
         or finer; None when an argument is of a kind this module does not mirror."""
-        return self._key(self._values(kwargs), kwargs)
+        return self._key(self._values(kwargs), kwargs)[0]
 
-    def _key(self, values: tuple, kwargs: dict) -> tuple | None:
+    def _key(self, values: tuple, kwargs: dict) -> tuple[tuple | None, _Layout | None]:
         options = tuple([(name, kwargs[name]) for name in OPTION_NAMES if name in kwargs])
         if len(kwargs) != len(values) + len(options):  # an option this module does not know
-            return None
+            return None, None
         runtime = self._runtime(values)
         types = tuple(map(type, runtime))
         layout = self._layouts.get(types, False)
         if layout is False:
             layout = self._layouts[types] = self._layout(types)
         if layout is None:
-            return None
+            return None, None
         ints = layout.ints(runtime)
         if ints and (min(ints) < _INT32_MIN or max(ints) >= _INT32_END):  # int64: Triton's path
-            return None
+            return None, None
         specialised = layout.specialised_ints(runtime)
         return (torch.cuda.current_device(), knobs.runtime.debug,
                 knobs.compilation.instrumentation_mode, options, types, self._constexprs(values),
                 tuple(map(_MOD16, specialised)), tuple(map(_IS_ONE, specialised)),
                 tuple([(t.dtype, t.data_ptr() % 16 == 0) for t in layout.tensors(runtime)]),
                 tuple([(d.base.dtype, tuple(d.block_shape), d.padding)
-                       for d in layout.descriptors(runtime)]))
+                       for d in layout.descriptors(runtime)])), layout
 
     def _layout(self, types: tuple[type, ...]) -> _Layout | None:
         """Where each kind sits among the runtime arguments; None if one is of a type this
@@ -148,8 +186,85 @@ class Launcher:
                 kinds["ints"].append(j)
                 if not param.do_not_specialize:
                     kinds["specialised_ints"].append(j)
-            elif TensorDescriptor is not None and kind is TensorDescriptor:
+            elif kind is HostDescriptor:
                 kinds["descriptors"].append(j)
             elif kind not in (float, bool, type(None)):  # these by type alone, as Triton
-                return None
-        return _Layout(**{name: _getter(indices) for name, indices in kinds.items()})
+                return None  # a TensorDescriptor too: HostDescriptor is the fast one
+        positions = tuple(self._runtime_params[j][0] for j in kinds["descriptors"])
+        return _Layout(**{name: _getter(indices) for name, indices in kinds.items()},
+                       descriptor_positions=positions)
+
+
+@dataclass
+class _Variant:
+    """One compiled variant and how to launch it with a tuple of parameter values."""
+
+    compiled: CompiledKernel
+    launch: object  # (grid of three, values) -> None
+
+    @classmethod
+    def of(cls, compiled: CompiledKernel, descriptor_positions: tuple[int, ...]) -> _Variant:
+        if not descriptor_positions:
+            return cls(compiled, lambda grid, values: compiled[grid](*values))
+        fast = _DescriptorLaunch.of(compiled, descriptor_positions)
+        if fast is not None:
+            return cls(compiled, fast)
+
+        def with_tensor_descriptors(grid, values):
+            values = list(values)
+            for i in descriptor_positions:
+                values[i] = values[i].triton()
+            compiled[grid](*values)
+        return cls(compiled, with_tensor_descriptors)
+
+
+class _DescriptorLaunch:
+    """Triton 3.6's launch of a variant with host descriptors (CompiledKernel.__getitem__, then
+    CudaLauncher.__call__), with each descriptor's expansion into [tensor map, *shape, *strides]
+    (make_tensordesc_arg) kept under its (data pointer, shape, strides) rather than redone in
+    Python for every argument of every launch."""
+
+    def __init__(self, compiled, run, metas, positions):
+        self.compiled, self.run, self.metas, self.positions = compiled, run, metas, positions
+        self.expansions: dict[tuple, list] = {}
+
+    @classmethod
+    def of(cls, compiled: CompiledKernel, positions: tuple[int, ...]) -> _DescriptorLaunch | None:
+        """None unless this is triton 3.6's launcher with one tensor-map layout per descriptor."""
+        if not _triton_in(CHECKED_DESCRIPTOR_LAUNCH):
+            return None
+        run = compiled.run  # loads the binary, builds the launcher
+        wrapped = getattr(run, "launch", None)  # wrap_handle_tensordesc's `inner`
+        cells = dict(zip(getattr(getattr(wrapped, "__code__", None), "co_freevars", ()),
+                         getattr(wrapped, "__closure__", None) or ()))
+        if "launcher" not in cells or "tensordesc_meta" not in cells:
+            return None
+        metas = cells["tensordesc_meta"].cell_contents
+        if not metas or len(metas) != len(positions) or any(m is None for m in metas):
+            return None
+        direct = copy.copy(run)  # CudaLauncher.__call__ with the C launcher itself
+        direct.launch = cells["launcher"].cell_contents
+        return cls(compiled, direct, tuple(metas), positions)
+
+    def __call__(self, grid: tuple[int, int, int], values: tuple) -> None:
+        described = [values[i] for i in self.positions]
+        key = tuple([(d.base.data_ptr(), d.shape, d.strides) for d in described])
+        expansion = self.expansions.get(key)
+        if expansion is None:
+            from triton.backends.nvidia.driver import make_tensordesc_arg
+
+            if len(self.expansions) >= MAX_TENSOR_MAPS:
+                self.expansions.clear()
+            expansion = self.expansions[key] = [
+                make_tensordesc_arg(d, meta) for d, meta in zip(described, self.metas)]
+        args, start = [], 0
+        for i, expanded in zip(self.positions, expansion):
+            args += values[start:i]
+            args += expanded
+            start = i + 1
+        args += values[start:]
+        compiled = self.compiled  # its handles were loaded by `of` (compiled.run)
+        stream = driver.active.get_current_stream(driver.active.get_current_device())
+        self.run(*grid, stream, compiled.function, compiled.packed_metadata,
+                 compiled.launch_metadata(grid, stream, *values), knobs.runtime.launch_enter_hook,
+                 knobs.runtime.launch_exit_hook, *args)

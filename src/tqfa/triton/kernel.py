@@ -38,8 +38,8 @@ Feature flags (launch.py sets them from the problem and the configuration):
   scan reads Skv mask values, against the Skv x D of K and V the program streams.
 - BLOCK_RANGE (bool masks with MASK_ROWS, such as HF's causal-and-padding [B, 1, Sq, Skv]): the
   span [first, end) of keys that some row of the program's block sees comes from Spans (computed
-  per call by mask_spans.py, per query block and mask head) and the tiles outside it are
-  skipped: a hidden key has no weight in a bool mask.
+  per call by mask_spans.py, per 16 rows and mask head) and the tiles outside it are skipped: a
+  hidden key has no weight in a bool mask.
 - HALVES == 2: the program's BLOCK_M rows are two row blocks of BLOCK_M // 2 with their own
   state, which share every K/V tile load; in each tile the second block's QK product is issued
   while the first block's softmax runs (FlashAttention-3's overlap of MMA and softmax within a
@@ -400,9 +400,11 @@ def attention_fwd_kernel(
         n_stop = tl.where(anchored, tl.minimum(n_stop, live_end), n_stop)
         full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
     if BLOCK_RANGE:
-        span = Spans + ((b32 * span_heads + h32 % span_heads) * num_m + m_block).to(tl.int64) * 2
-        first = tl.load(span)
-        end = tl.load(span + 1)
+        # The block's span comes in BLOCK_M // 16 parts of 16 rows (mask_spans.PART_ROWS).
+        parts = ((b32 * span_heads + h32 % span_heads) * num_m + m_block).to(tl.int64) * (
+            BLOCK_M // 16) + tl.arange(0, BLOCK_M // 16)
+        first = tl.min(tl.load(Spans + parts * 2))
+        end = tl.max(tl.load(Spans + parts * 2 + 1))
         n_lo = first // BLOCK_N * BLOCK_N
         n_stop = tl.minimum(n_stop, end)
         full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)

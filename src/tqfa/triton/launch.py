@@ -8,14 +8,9 @@ import triton
 
 from ..problem import Problem
 from . import mask_spans
-from .fast_launch import Launcher
+from .fast_launch import HostDescriptor, Launcher, TensorDescriptor
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
 from .tuning import KernelConfig, head_parts
-
-try:  # host-side tensor descriptors (triton >= 3.4)
-    from triton.tools.tensor_descriptor import TensorDescriptor
-except ImportError:
-    TensorDescriptor = None
 
 # Under TRITON_INTERPRET=1, triton.jit returns an InterpretedFunction instead of a JITFunction; it
 # decides when kernel.py is imported, not when the kernel is called.
@@ -32,7 +27,7 @@ def zeroed_strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
     return (0 if b == 1 else sb, 0 if h == 1 else sh, 0 if m == 1 else sm, 0 if n == 1 else sn)
 
 
-def _tma_strides(t: torch.Tensor) -> list[int] | None:
+def _tma_strides(t: torch.Tensor) -> tuple[int, ...] | None:
     """Strides for a [B, H, S, D] tensor descriptor, or None when the copy engine cannot read `t`
     (it needs a 16-byte aligned base, unit stride on D and 16-byte multiples elsewhere). A size-1
     dim's stride is never used: it gets the extent of the next dim, which is aligned if that is."""
@@ -43,12 +38,12 @@ def _tma_strides(t: torch.Tensor) -> list[int] | None:
     elt = t.element_size()
     if t.data_ptr() % 16 or strides[3] != 1 or any(s * elt % 16 or s <= 0 for s in strides[:3]):
         return None
-    return strides
+    return tuple(strides)
 
 
 def _descriptors(problem: Problem, config: KernelConfig, parts) -> dict | None:
     """The kernel's six descriptor arguments (None where unused), or None if a tensor cannot be
-    read through descriptors."""
+    read through descriptors (or this Triton has no host descriptors)."""
     tensors = {"q": (problem.q, config.block_m // config.halves), "k": (problem.k, config.block_n),
                "v": (problem.v, config.block_n)}
     descs = {}
@@ -58,7 +53,7 @@ def _descriptors(problem: Problem, config: KernelConfig, parts) -> dict | None:
             return None
         for suffix, width in zip(("", "1"), parts):
             descs[f"{name}_desc{suffix}"] = (
-                TensorDescriptor(t, list(t.shape), strides, [1, 1, rows, width]) if width else None)
+                HostDescriptor(t, t.shape, strides, (1, 1, rows, width)) if width else None)
     return descs
 
 
