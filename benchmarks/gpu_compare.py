@@ -53,7 +53,8 @@ H2 = dict(halves=2)
 # and the runners-up of the sweeps recorded in benchmarks/results/h200-2026-11-30.md.
 VARIANTS = {
     (128, False): [K(128, 128, 8, 3, **TMA), K(64, 64, 4, 3), K(64, 64, 4, 3, **TMA), K(256, 64, 8, 3, **H2),
-                   K(128, 64, 8, 2, **TMA), K(128, 64, 8, 3, **TMA)],
+                   K(128, 64, 8, 2, **TMA), K(128, 64, 8, 3, **TMA), K(64, 64, 4, 2, **TMA),
+                   K(128, 64, 4, 2, **TMA, **H2)],
     (64, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 8, 3)],
     (96, False): [K(128, 64, 4, 3, **TMA), K(128, 64, 4, 3)],
     (128, True): [K(128, 64, 8, 3), K(128, 128, 8, 3, **TMA)],

@@ -1,0 +1,125 @@
+"""Where a call's time goes, piece by piece, on a GPU: the host side of a launch with and without
+tensor descriptors, and the GPU time of the bool-mask span kernel and of the forward kernel
+after it on the HF causal-and-padding row.
+
+    PYTHONPATH=src python3 benchmarks/gpu_pieces.py --out "$OUT/pieces"
+
+Host: Python microseconds per call (providers.host_microseconds: 200 calls on a shape whose GPU
+time is a few microseconds) of `launch.attention_forward` and of the cached variant's launch
+alone, and a cProfile of the descriptor path. GPU: microseconds per call from the replay of a
+CUDA graph (providers.graph_seconds) of each piece alone. Writes pieces.json and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
+
+import providers  # noqa: E402  (benchmarks/, after the path set-up)
+from providers import Shape  # noqa: E402
+from tqfa.problem import build_problem  # noqa: E402
+from tqfa.triton import launch, mask_spans  # noqa: E402
+from tqfa.triton.tuning import KernelConfig  # noqa: E402
+
+K = KernelConfig
+
+
+def _outputs(q):
+    return torch.empty_like(q), torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
+
+
+def host_pieces(device: str) -> dict:
+    """Host microseconds of the prefill launch with and without descriptors (64x64 w4 s3)."""
+    q, k, v, _ = providers.make_inputs(Shape(1, 32, 8, 256, 256, 128), torch.float16, device)
+    problem = build_problem(q, k, v)
+    out, lse = _outputs(q)
+    calls, launches = {}, {}
+    for tag, config in (("pointers", K(64, 64, 4, 3)), ("descriptors", K(64, 64, 4, 3, tma=True))):
+        grid, kwargs = launch.kernel_arguments(problem, out, lse, config, False)
+        launch.launch_attention(grid, kwargs)
+        values = launch.launch_attention._values(kwargs)
+        variant = launch.launch_attention._variants[launch.launch_attention.key(kwargs)]
+        launches[tag] = type(variant.launch).__name__
+        grid3 = (*grid, 1, 1)[:3]
+        calls[f"attention_forward ({tag})"] = lambda c=config: launch.attention_forward(
+            problem, out, lse, c, False)
+        calls[f"kernel_arguments ({tag})"] = lambda c=config: launch.kernel_arguments(
+            problem, out, lse, c, False)
+        calls[f"Launcher ({tag})"] = lambda g=grid, a=kwargs: launch.launch_attention(g, a)
+        calls[f"variant launch ({tag})"] = lambda g=grid3, x=values, f=variant.launch: f(g, x)
+    report = providers.host_microseconds(calls, device)
+    profile = cProfile.Profile()
+    tma = K(64, 64, 4, 3, tma=True)
+    profile.runcall(lambda: [launch.attention_forward(problem, out, lse, tma, False)
+                             for _ in range(300)])
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(25)
+    return {**report, "variant launches": launches, "profile (descriptors)": text.getvalue()}
+
+
+def span_pieces(device: str) -> dict:
+    """GPU microseconds of the span kernel (several shapes of it) and of the forward kernel with
+    and without the mask on the HF causal-and-padding row (B2 Hq32 Hkv8 S2048 d128 bf16)."""
+    shape = Shape(2, 32, 8, 2048, 2048, 128, hf_mask=True)
+    q, k, v, mask = providers.make_inputs(shape, torch.bfloat16, device)
+    masked = build_problem(q, k, v, mask)
+    causal = build_problem(q, k, v, is_causal=True)
+    out, lse = _outputs(q)
+    strides = launch.zeroed_strides(mask)
+    (b, _, sq, skv), (smb, smh, smm, smn) = mask.shape, strides
+    us = {}
+
+    def gpu_us(fn):
+        return providers.graph_seconds([fn], device, calls=20) * 1e6
+
+    us["mask_spans (default)"] = gpu_us(lambda: mask_spans.mask_spans(masked, strides, 128))
+    for rows, keys, warps in ((16, 128, 4), (16, 256, 4), (16, 512, 4), (16, 256, 8),
+                              (32, 256, 4), (8, 256, 4), (16, 1024, 8)):
+        parts = -(-sq // rows)
+        spans = torch.empty(b * parts * 2, dtype=torch.int32, device=device)
+        us[f"span kernel rows {rows} keys {keys} w{warps}"] = gpu_us(
+            lambda r=rows, n=keys, w=warps, p=parts, s=spans: mask_spans.mask_spans_kernel[(p, b)](
+                mask, s, smb, smh, smm, smn, 1, sq, skv, ROWS=r, BLOCK_N=n, num_warps=w,
+                num_stages=2))
+    for name, config in (("128x64 w8 s3", K(128, 64, 8, 3)),
+                         ("128x128 w8 s3 tma", K(128, 128, 8, 3, tma=True)),
+                         ("64x64 w4 s3", K(64, 64, 4, 3))):
+        for tag, problem in (("mask", masked), ("causal", causal)):
+            try:
+                us[f"attention_forward {tag} {name}"] = gpu_us(
+                    lambda p=problem, c=config: launch.attention_forward(p, out, lse, c, False))
+            except Exception as error:  # a configuration this mask cannot run (shared memory)
+                us[f"attention_forward {tag} {name}"] = f"{type(error).__name__}: {error}"[:200]
+        spans = mask_spans.mask_spans(masked, strides, config.block_m)
+        grid, kwargs = launch.kernel_arguments(masked, out, lse, config, False, spans)
+        us[f"forward kernel alone, mask {name}"] = gpu_us(
+            lambda g=grid, a=kwargs: launch.launch_attention(g, a))
+    return us
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    report = {"environment": providers.environment("cuda"), "host_us": host_pieces("cuda"),
+              "gpu_us": span_pieces("cuda")}
+    with open(os.path.join(args.out, "pieces.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    profile = report["host_us"].pop("profile (descriptors)")
+    print(json.dumps(report, indent=1))
+    print(profile)
+
+
+if __name__ == "__main__":
+    main()
