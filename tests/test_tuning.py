@@ -180,8 +180,8 @@ def test_tags_pick_rows_in_order_of_precedence():
     short = dict(q_len=1024, kv_len=1000)
     assert problem_tags(meta_problem(96, mask=True, **short)) == ("masked", "short", "split")
     assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025)) == ()
-    assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3)
-    assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3)  # short before split
+    assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3, tma=True)
+    assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3, tma=True)  # short before split
     assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3)
     assert select_config(meta_problem(64, **short), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # the key's
 

@@ -35,15 +35,18 @@ def mask_spans_kernel(Mask, Spans, stride_mb, stride_mh, stride_mm, stride_mn, h
     b, h = (bh // heads).to(tl.int64), (bh % heads).to(tl.int64)
     rows = tl.minimum(part * ROWS + tl.arange(0, ROWS), q_len - 1).to(tl.int64)
     row_ptrs = Mask + b * stride_mb + h * stride_mh + rows[:, None] * stride_mm
-    first = kv_len
-    end = kv_len * 0
+    # Elementwise minima and maxima over the steps, reduced once at the end: a reduction in the
+    # loop (across warps, through shared memory) made each step wait on the last.
+    first = tl.full([ROWS, BLOCK_N], kv_len, tl.int32)
+    end = tl.zeros([ROWS, BLOCK_N], tl.int32)
     for start in tl.range(0, kv_len, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         vals = tl.load(row_ptrs + cols.to(tl.int64)[None, :] * stride_mn,
                        mask=(cols < kv_len)[None, :], other=0)
-        seen = tl.max((vals != 0).to(tl.int32), axis=0) > 0
-        first = tl.minimum(first, tl.min(tl.where(seen, cols, kv_len)))
-        end = tl.maximum(end, tl.max(tl.where(seen, cols + 1, 0)))
+        first = tl.minimum(first, tl.where(vals != 0, cols[None, :], kv_len))
+        end = tl.maximum(end, tl.where(vals != 0, cols[None, :] + 1, 0))
+    first = tl.min(tl.min(first, axis=1), axis=0)
+    end = tl.max(tl.max(end, axis=1), axis=0)
     out = Spans + (bh.to(tl.int64) * tl.num_programs(0) + part) * 2
     tl.store(out, first)
     tl.store(out + 1, end)

@@ -16,13 +16,17 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   descriptors the tile spills 24 bytes under Triton 3.9 (compile check), with them none.
 - "short" (Sq, Skv <= 1024; measured at d128): 64x64 w4 s3 beats 128x128 w8 s3 by 23% (causal b8 q512), 18%
   (causal b4 q1024), 14% and 11% (non-causal): more programs, less waste on the diagonal; at 4k
-  it loses 3-7%. With TMA it gains 10-13% more in GPU time, but the descriptors add about 90 us
-  of host time per call, and calls this short are host-bound when not captured in a graph.
+  it loses 3-7%. With TMA it gains 10-13% more in GPU time (390-392, 473-475, 264-267 and
+  358-360 against 351-354, 427-434, 233-236 and 318-320 in the runs of
+  h200-2026-11-30-launch.md), and since fast_launch keeps each variant's tensor maps it costs
+  2-4 us more per launch than pointers: the launch alone (attention_forward through the
+  launcher, do_bench) is faster with TMA too (368 against 332 at q512).
 - with a key-padding mask 128x128 s3 and 128x64 s3 were within 1%.
 The d256 rows are not timed: FA2's H100 choice (64x64, "2 CTAs per SM"), and 64x32 with a mask,
 where 64x64 spills 24 bytes in the compile check.
-The space holds the measured candidates and their neighbours (128x128 w8 s3 without TMA is the
-TMA default itself where a tensor's layout rules descriptors out: launch.py falls back).
+The space holds the measured candidates and their neighbours (128x128 w8 s3 and 64x64 w4 s3
+without TMA are the TMA defaults themselves where a tensor's layout rules descriptors out:
+launch.py falls back).
 """
 
 from .config import DecodeConfig, Family, KernelConfig, Tuning
@@ -37,7 +41,7 @@ PREFILL = Tuning(
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 128, 8, 3, tma=True),
         (128, 2, "masked"): K(128, 64, 8, 3),
-        (128, 2, "short"): K(64, 64, 4, 3),
+        (128, 2, "short"): K(64, 64, 4, 3, tma=True),
         (128, 2, "split"): K(128, 64, 4, 3, tma=True),
         (256, 2): K(64, 64, 8, 2),
         (256, 2, "masked"): K(64, 32, 8, 3),
@@ -47,7 +51,7 @@ PREFILL = Tuning(
         K(128, 128, 8, 3, tma=True), K(256, 64, 8, 3, halves=2),
         K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3), K(128, 64, 8, 4),
         K(128, 64, 4, 3, tma=True),
-        K(64, 64, 4, 3), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
+        K(64, 64, 4, 3, tma=True), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
     ),
     keep=keep,
 )
