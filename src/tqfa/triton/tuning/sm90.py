@@ -21,7 +21,10 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   h200-2026-11-30-launch.md), and since fast_launch keeps each variant's tensor maps it costs
   2-4 us more per launch than pointers: the launch alone (attention_forward through the
   launcher, do_bench) is faster with TMA too (368 against 332 at q512).
-- with a key-padding mask 128x128 s3 and 128x64 s3 were within 1%.
+- with a key-padding mask 128x128 s3 and 128x64 s3 were within 1%. With TMA (h200-2026-11-30-
+  launch.md, run 4) 128x64 w8 s3 gains 4% on the key-padding row (448 against 431) and 3% on
+  HF's causal-and-padding bool mask (309 against 299); 128x128 w8 s3 with TMA gains 9% on the
+  key-padding row (469) but a row-varying mask's tiles take it past shared memory (262 KB).
 The d256 rows are not timed: FA2's H100 choice (64x64, "2 CTAs per SM"), and 64x32 with a mask,
 where 64x64 spills 24 bytes in the compile check.
 The space holds the measured candidates and their neighbours (128x128 w8 s3 and 64x64 w4 s3
@@ -40,7 +43,7 @@ PREFILL = Tuning(
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 128, 8, 3, tma=True),
-        (128, 2, "masked"): K(128, 64, 8, 3),
+        (128, 2, "masked"): K(128, 64, 8, 3, tma=True),
         (128, 2, "short"): K(64, 64, 4, 3, tma=True),
         (128, 2, "split"): K(128, 64, 4, 3, tma=True),
         (256, 2): K(64, 64, 8, 2),
@@ -49,7 +52,7 @@ PREFILL = Tuning(
     },
     space=(
         K(128, 128, 8, 3, tma=True), K(256, 64, 8, 3, halves=2),
-        K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3), K(128, 64, 8, 4),
+        K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3, tma=True), K(128, 64, 8, 3),
         K(128, 64, 4, 3, tma=True),
         K(64, 64, 4, 3, tma=True), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
     ),
