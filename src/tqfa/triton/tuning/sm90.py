@@ -16,11 +16,12 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   descriptors the tile spills 24 bytes under Triton 3.9 (compile check), with them none.
 - "short" (Sq, Skv <= 1024; measured at d128): 64x64 w4 s3 beats 128x128 w8 s3 by 23% (causal b8 q512), 18%
   (causal b4 q1024), 14% and 11% (non-causal): more programs, less waste on the diagonal; at 4k
-  it loses 3-7%. With TMA it gains 10-13% more in GPU time (390-392, 473-475, 264-267 and
-  358-360 against 351-354, 427-434, 233-236 and 318-320 in the runs of
-  h200-2026-11-30-launch.md), and since fast_launch keeps each variant's tensor maps it costs
-  2-4 us more per launch than pointers: the launch alone (attention_forward through the
-  launcher, do_bench) is faster with TMA too (368 against 332 at q512).
+  it loses 3-7%. With TMA it gains 8-14% more in GPU time within each run (390-393, 463-475,
+  263-268 and 358-361 against 351-354, 425-434, 233-236 and 318-320 in the four runs of
+  h200-2026-11-30-launch.md that timed both). Since fast_launch keeps each variant's tensor maps, a launch with
+  descriptors costs 2-9 us more than one with pointers, and its arguments 13-16 us more: timed
+  per call (attention_forward, do_bench) these rows are faster with TMA too (365-369 against
+  331-336 at q512).
 - with a key-padding mask 128x128 s3 and 128x64 s3 were within 1%. With TMA (h200-2026-11-30-
   launch.md, run 4) 128x64 w8 s3 gains 4% on the key-padding row (448 against 431) and 3% on
   HF's causal-and-padding bool mask (309 against 299); 128x128 w8 s3 with TMA gains 9% on the
