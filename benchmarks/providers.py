@@ -231,8 +231,15 @@ def median_seconds(fn, device, repeats: int = 10, rep_ms: float = 100) -> float:
 def graph_seconds(fns: list, device: str, calls: int = 40) -> float:
     """GPU seconds per call: one CUDA graph of `calls` calls rotating over `fns` (one per input
     copy), replayed five times; the median. The interpreter times one call."""
+    return graph_timer(fns, device, calls)()
+
+
+def graph_timer(fns: list, device: str, calls: int = 40):
+    """A function that replays, five times, one CUDA graph of `calls` calls rotating over `fns`
+    and returns the median GPU seconds per call: captured once, timed as often as the caller
+    wants (gpu_compare interleaves the entries of a row). The interpreter times one call."""
     if torch.device(device).type != "cuda":
-        return median_seconds(fns[0], device)
+        return lambda: median_seconds(fns[0], device)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up off the capture (workspaces, autotuners)
@@ -245,15 +252,19 @@ def graph_seconds(fns: list, device: str, calls: int = 40) -> float:
         for i in range(n):
             fns[i % len(fns)]()
     graph.replay()
-    times = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3 / n)
-    return statistics.median(times)
+
+    def replay() -> float:
+        times = []
+        for _ in range(5):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3 / n)
+        return statistics.median(times)
+
+    return replay
 
 
 def benchmark_arguments(parser, name: str, budget_s: float) -> None:
