@@ -224,8 +224,9 @@ class _DescriptorLaunch:
     (make_tensordesc_arg) kept under its (data pointer, shape, strides) rather than redone in
     Python for every argument of every launch."""
 
-    def __init__(self, compiled, run, metas, positions):
+    def __init__(self, compiled, run, metas, positions, expand):
         self.compiled, self.run, self.metas, self.positions = compiled, run, metas, positions
+        self.expand = expand  # Triton's make_tensordesc_arg
         self.expansions: dict[tuple, list] = {}
 
     @classmethod
@@ -233,6 +234,8 @@ class _DescriptorLaunch:
         """None unless this is triton 3.6's launcher with one tensor-map layout per descriptor."""
         if not _triton_in(CHECKED_DESCRIPTOR_LAUNCH):
             return None
+        from triton.backends.nvidia.driver import make_tensordesc_arg
+
         run = compiled.run  # loads the binary, builds the launcher
         wrapped = getattr(run, "launch", None)  # wrap_handle_tensordesc's `inner`
         cells = dict(zip(getattr(getattr(wrapped, "__code__", None), "co_freevars", ()),
@@ -244,19 +247,17 @@ class _DescriptorLaunch:
             return None
         direct = copy.copy(run)  # CudaLauncher.__call__ with the C launcher itself
         direct.launch = cells["launcher"].cell_contents
-        return cls(compiled, direct, tuple(metas), positions)
+        return cls(compiled, direct, tuple(metas), positions, make_tensordesc_arg)
 
     def __call__(self, grid: tuple[int, int, int], values: tuple) -> None:
         described = [values[i] for i in self.positions]
         key = tuple([(d.base.data_ptr(), d.shape, d.strides) for d in described])
         expansion = self.expansions.get(key)
         if expansion is None:
-            from triton.backends.nvidia.driver import make_tensordesc_arg
-
             if len(self.expansions) >= MAX_TENSOR_MAPS:
                 self.expansions.clear()
             expansion = self.expansions[key] = [
-                make_tensordesc_arg(d, meta) for d, meta in zip(described, self.metas)]
+                self.expand(d, meta) for d, meta in zip(described, self.metas)]
         args, start = [], 0
         for i, expanded in zip(self.positions, expansion):
             args += values[start:i]

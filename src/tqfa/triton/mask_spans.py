@@ -17,11 +17,12 @@ import triton.language as tl
 from ..problem import Problem
 from .fast_launch import Launcher
 
-SCAN_KEYS = 256  # keys per step of the scan
-# Rows per program: a query block's span comes in BLOCK_M // PART_ROWS parts, which the forward
-# kernel combines. One program per query block (32 at B2 S2048) took 69 us on the H200, with
-# the forward kernel at 201 us.
+# Rows per program and keys per step of its scan. A query block's span comes in
+# BLOCK_M // PART_ROWS parts, which the forward kernel combines (kernel.py reads 16-row parts).
+# At B2 S2048 on the H200 (h200-2026-11-30-launch.md): one program per 128-row block took 69 us,
+# one per 16 rows 7.7 us; 8 or 32 rows and 128-1024 keys per step 7.8-10.0 us.
 PART_ROWS = 16
+SCAN_KEYS = 256
 
 
 @triton.jit(do_not_specialize=["q_len", "kv_len"])

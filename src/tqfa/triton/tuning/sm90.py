@@ -18,10 +18,10 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   (causal b4 q1024), 14% and 11% (non-causal): more programs, less waste on the diagonal; at 4k
   it loses 3-7%. With TMA it gains 8-14% more in GPU time within each run (390-393, 463-475,
   263-268 and 358-361 against 351-354, 425-434, 233-236 and 318-320 in the four runs of
-  h200-2026-11-30-launch.md that timed both). Since fast_launch keeps each variant's tensor maps, a launch with
-  descriptors costs 2-9 us more than one with pointers, and its arguments 13-16 us more: timed
-  per call (attention_forward, do_bench) these rows are faster with TMA too (365-369 against
-  331-336 at q512).
+  h200-2026-11-30-launch.md that timed both). Since fast_launch keeps each variant's tensor
+  maps, a launch with descriptors costs 2-9 us more than one with pointers, and its arguments
+  13-16 us more: timed per call (attention_forward, do_bench) these rows are faster with TMA
+  too (365-369 against 331-336 at q512).
 - with a key-padding mask 128x128 s3 and 128x64 s3 were within 1%. With TMA (h200-2026-11-30-
   launch.md, run 4) 128x64 w8 s3 gains 4% on the key-padding row (448 against 431) and 3% on
   HF's causal-and-padding bool mask (309 against 299); 128x128 w8 s3 with TMA gains 9% on the
