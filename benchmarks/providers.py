@@ -264,6 +264,9 @@ def graph_timer(fns: list, device: str, calls: int = 40):
             times.append(start.elapsed_time(end) / 1e3 / n)
         return statistics.median(times)
 
+    # The graph reads the tensors the calls were captured with; the callables own them (inputs
+    # made per entry, such as K/V repeated for SDPA), so they must live as long as the replays.
+    replay.captured_calls = fns
     return replay
 
 
