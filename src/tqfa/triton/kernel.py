@@ -39,7 +39,8 @@ Feature flags (launch.py sets them from the problem and the configuration):
 - BLOCK_RANGE (bool masks with MASK_ROWS, such as HF's causal-and-padding [B, 1, Sq, Skv]): the
   span [first, end) of keys that some row of the program's block sees comes from Spans (computed
   per call by mask_spans.py, per 16 rows and mask head) and the tiles outside it are skipped: a
-  hidden key has no weight in a bool mask.
+  hidden key has no weight in a bool mask. The tiles inside the run of keys that every row sees
+  are computed without reading the mask.
 - HALVES == 2: the program's BLOCK_M rows are two row blocks of BLOCK_M // 2 with their own
   state, which share every K/V tile load; in each tile the second block's QK product is issued
   while the first block's softmax runs (FlashAttention-3's overlap of MMA and softmax within a
@@ -399,15 +400,20 @@ def attention_fwd_kernel(
         n_lo = tl.where(anchored, first_live // BLOCK_N * BLOCK_N, 0)
         n_stop = tl.where(anchored, tl.minimum(n_stop, live_end), n_stop)
         full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
+    # Tiles [mask_lo, mask_hi) are seen whole by every row of the block (BLOCK_RANGE): no mask.
+    mask_lo = full_stop
+    mask_hi = full_stop
     if BLOCK_RANGE:
-        # The block's span comes in BLOCK_M // 16 parts of 16 rows (mask_spans.PART_ROWS).
+        # The block's spans come in BLOCK_M // 16 parts of 16 rows (mask_spans.PART_ROWS).
         parts = ((b32 * span_heads + h32 % span_heads) * num_m + m_block).to(tl.int64) * (
             BLOCK_M // 16) + tl.arange(0, BLOCK_M // 16)
-        first = tl.min(tl.load(Spans + parts * 2))
-        end = tl.max(tl.load(Spans + parts * 2 + 1))
-        n_lo = first // BLOCK_N * BLOCK_N
-        n_stop = tl.minimum(n_stop, end)
+        n_lo = tl.min(tl.load(Spans + parts * 4)) // BLOCK_N * BLOCK_N
+        n_stop = tl.minimum(n_stop, tl.max(tl.load(Spans + parts * 4 + 1)))
         full_stop = tl.minimum(n_full, tl.cdiv(n_stop, BLOCK_N) * BLOCK_N)
+        all_first = tl.max(tl.load(Spans + parts * 4 + 2))
+        all_end = tl.min(tl.load(Spans + parts * 4 + 3))
+        mask_lo = tl.minimum(tl.maximum(tl.cdiv(all_first, BLOCK_N) * BLOCK_N, n_lo), full_stop)
+        mask_hi = tl.minimum(tl.maximum(all_end // BLOCK_N * BLOCK_N, mask_lo), full_stop)
 
     q_b, q1_b = q, q1
     if HALVES == 2:
@@ -415,16 +421,37 @@ def attention_fwd_kernel(
                             stride_qb, stride_qh, stride_qm, stride_qd, offs_d, offs_d1,
                             BLOCK_M // 2, HEAD_DIM, BLOCK_D, BLOCK_D1, TMA)
     acc_b, acc1_b, l_b, m_b = acc, acc1, l_i, m_i
-    # The full tiles, then the boundary tiles (the causal diagonal and the ragged end).
+    # The full tiles (with BLOCK_RANGE: the masked ones before the run every row sees whole, the
+    # run without the mask, the masked ones after), then the boundary tiles (the causal diagonal
+    # and the ragged end).
     acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
         acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
         acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,
         k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
-        mask_offs, offs_n, offs_d, offs_d1, b32, kvh32, n_lo, full_stop, kv_len, sm_scale,
+        mask_offs, offs_n, offs_d, offs_d1, b32, kvh32, n_lo, mask_lo, kv_len, sm_scale,
         qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
     )
+    if BLOCK_RANGE:
+        acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
+            acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
+            acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,
+            k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
+            mask_offs, offs_n, offs_d, offs_d1, b32, kvh32, mask_lo, mask_hi, kv_len, sm_scale,
+            qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
+            BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
+            MASK_KIND=NO_MASK, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
+        )
+        acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
+            acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
+            acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,
+            k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
+            mask_offs, offs_n, offs_d, offs_d1, b32, kvh32, mask_hi, full_stop, kv_len, sm_scale,
+            qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
+            BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
+            MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
+        )
     acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
         acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
         acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,

@@ -28,29 +28,38 @@ SCAN_KEYS = 256
 @triton.jit(do_not_specialize=["q_len", "kv_len"])
 def mask_spans_kernel(Mask, Spans, stride_mb, stride_mh, stride_mm, stride_mn, heads, q_len,
                       kv_len, ROWS: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Spans[((b * heads + h) * parts + part) * 2 + (0, 1)] = (first, end): keys [first, end)
-    hold every key some row of rows [part * ROWS, (part + 1) * ROWS) of mask (b, h) sees;
-    (kv_len, 0) if none."""
+    """Spans[((b * heads + h) * parts + part) * 4 + (0, 1, 2, 3)] = (first, end, all_first,
+    all_end) for rows [part * ROWS, (part + 1) * ROWS) of mask (b, h): keys [first, end) hold
+    every key some row sees ((kv_len, 0) if none); every row sees every key of
+    [all_first, all_end) (empty when a row's keys do not form one run)."""
     part = tl.program_id(0)
     bh = tl.program_id(1)
     b, h = (bh // heads).to(tl.int64), (bh % heads).to(tl.int64)
     rows = tl.minimum(part * ROWS + tl.arange(0, ROWS), q_len - 1).to(tl.int64)
     row_ptrs = Mask + b * stride_mb + h * stride_mh + rows[:, None] * stride_mm
-    # Elementwise minima and maxima over the steps, reduced once at the end: a reduction in the
-    # loop (across warps, through shared memory) made each step wait on the last.
+    # Elementwise minima, maxima and counts over the steps, reduced once at the end: a reduction
+    # in the loop (across warps, through shared memory) made each step wait on the last.
     first = tl.full([ROWS, BLOCK_N], kv_len, tl.int32)
     end = tl.zeros([ROWS, BLOCK_N], tl.int32)
+    count = tl.zeros([ROWS, BLOCK_N], tl.int32)
     for start in tl.range(0, kv_len, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         vals = tl.load(row_ptrs + cols.to(tl.int64)[None, :] * stride_mn,
                        mask=(cols < kv_len)[None, :], other=0)
-        first = tl.minimum(first, tl.where(vals != 0, cols[None, :], kv_len))
-        end = tl.maximum(end, tl.where(vals != 0, cols[None, :] + 1, 0))
-    first = tl.min(tl.min(first, axis=1), axis=0)
-    end = tl.max(tl.max(end, axis=1), axis=0)
-    out = Spans + (bh.to(tl.int64) * tl.num_programs(0) + part) * 2
-    tl.store(out, first)
-    tl.store(out + 1, end)
+        seen = vals != 0
+        first = tl.minimum(first, tl.where(seen, cols[None, :], kv_len))
+        end = tl.maximum(end, tl.where(seen, cols[None, :] + 1, 0))
+        count += seen.to(tl.int32)
+    row_first = tl.min(first, axis=1)
+    row_end = tl.max(end, axis=1)
+    # A row whose keys are one run [row_first, row_end) (a row that sees none: an empty run).
+    one_run = tl.sum(count, axis=1) == tl.maximum(row_end - row_first, 0)
+    all_first = tl.where(tl.min(one_run.to(tl.int32), axis=0) > 0, tl.max(row_first, axis=0), kv_len)
+    out = Spans + (bh.to(tl.int64) * tl.num_programs(0) + part) * 4
+    tl.store(out, tl.min(row_first, axis=0))
+    tl.store(out + 1, tl.max(row_end, axis=0))
+    tl.store(out + 2, all_first)
+    tl.store(out + 3, tl.min(row_end, axis=0))
 
 
 launch_spans = Launcher(mask_spans_kernel)
@@ -64,7 +73,7 @@ def applies(problem: Problem) -> bool:
 
 def mask_spans(problem: Problem, strides: tuple[int, int, int, int], block_m: int
                ) -> tuple[torch.Tensor, int]:
-    """(spans, mask heads): int32 [B * heads * cdiv(Sq, block_m) * block_m // PART_ROWS * 2] as
+    """(spans, mask heads): int32 [B * heads * cdiv(Sq, block_m) * block_m // PART_ROWS * 4] as
     mask_spans_kernel writes them (the parts of one query block are consecutive), and heads = Hq
     for a mask with one per q head, else 1. strides: the mask's, those of size-1 dims 0
     (launch.zeroed_strides)."""
@@ -72,7 +81,7 @@ def mask_spans(problem: Problem, strides: tuple[int, int, int, int], block_m: in
     (b, hq, sq, skv), (smb, smh, smm, smn) = mask.shape, strides
     heads = hq if smh != 0 else 1
     parts = -(-sq // block_m) * (block_m // PART_ROWS)
-    spans = torch.empty(b * heads * parts * 2, dtype=torch.int32, device=mask.device)
+    spans = torch.empty(b * heads * parts * 4, dtype=torch.int32, device=mask.device)
     launch_spans((parts, b * heads), dict(
         Mask=mask, Spans=spans, stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
         heads=heads, q_len=sq, kv_len=skv, ROWS=PART_ROWS, BLOCK_N=SCAN_KEYS, num_warps=4,
