@@ -1,5 +1,6 @@
-"""Per query block, the keys a bool mask lets some row see: computed once per call, before the
-forward kernel, which then skips the key tiles outside (kernel.py: BLOCK_RANGE).
+"""Per query block, the keys a bool mask lets some row see and the run of keys every row sees:
+computed once per call, before the forward kernel, which then skips the key tiles outside the
+first and computes those inside the second without reading the mask (kernel.py: BLOCK_RANGE).
 
 HF's causal LMs hand batches with padding to SDPA-like implementations as one bool mask
 [B, 1, Sq, Skv] that carries both the padding and the causality (is_causal=False): without the
@@ -20,7 +21,8 @@ from .fast_launch import Launcher
 # Rows per program and keys per step of its scan. A query block's span comes in
 # BLOCK_M // PART_ROWS parts, which the forward kernel combines (kernel.py reads 16-row parts).
 # At B2 S2048 on the H200 (h200-2026-11-30-launch.md): one program per 128-row block took 69 us,
-# one per 16 rows 7.7 us; 8 or 32 rows and 128-1024 keys per step 7.8-10.0 us.
+# one per 16 rows 7.7 us (8.9 us since it also counts each row's keys); 8 or 32 rows and
+# 128-1024 keys per step 7.8-10.0 us (8.3-15.6 with the counts).
 PART_ROWS = 16
 SCAN_KEYS = 256
 
