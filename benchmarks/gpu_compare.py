@@ -245,7 +245,8 @@ def time_row(shape: Shape, name: str, names: list[str], device: str, deadline: f
 
 def host_seconds(device: str) -> dict:
     """Python time per prefill call and per stage of it, with and without a key-padding mask, on
-    a shape whose GPU time is a few microseconds (the host path is the same at any size)."""
+    a shape whose GPU time is a few microseconds (the host path is the same at any size). On sm90
+    both of its calls launch with tensor descriptors; gpu_pieces.py compares them with pointers."""
     import torch.nn.functional as F
 
     import tqfa
@@ -256,7 +257,6 @@ def host_seconds(device: str) -> dict:
     from tqfa.triton.tuning import INTERPRETER, select_config
 
     size = (1, 32, 8, 256, 256, 128) if on_gpu(device) else (1, 4, 2, 40, 40, 64)
-    tma = K(64, 64, 4, 3, **TMA)
     calls = {}
     for shape in (Shape(*size, padding=True), Shape(*size)):
         q, k, v, mask = providers.make_inputs(shape, torch.float16, device)
@@ -282,10 +282,6 @@ def host_seconds(device: str) -> dict:
             f"Triton's launch ({tag})": lambda g=grid, a=kwargs: launch.attention_fwd_kernel[g](
                 **fast_launch.triton_kwargs(a)),
             f"cached launch ({tag})": lambda g=grid, a=kwargs: launch.launch_attention(g, a),
-            f"attention_forward, TMA 64x64 ({tag})": lambda p=problem, o=out, lse=lse:
-                launch.attention_forward(p, o, lse, tma, False),
-            f"kernel_arguments, TMA 64x64 ({tag})": lambda p=problem, o=out, lse=lse:
-                launch.kernel_arguments(p, o, lse, tma, False),
             f"sdpa ({tag})": lambda q=q, k=k, v=v, m=mask: F.scaled_dot_product_attention(
                 q, k, v, m, enable_gqa=True),
         })
