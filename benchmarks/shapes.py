@@ -17,6 +17,7 @@ GPU_PREFILL = [
     Shape(4, 16, 16, 4096, 4096, 64),
     Shape(2, 32, 8, 4096, 4096, 96),
     Shape(2, 32, 8, 2048, 2048, 128, padding=True),
+    Shape(2, 32, 8, 2048, 2048, 128, causal=True, padding=True),
     Shape(2, 32, 8, 2048, 2048, 128, hf_mask=True),
     Shape(8, 32, 8, 512, 512, 128, causal=True),
     Shape(4, 32, 8, 1024, 1024, 128, causal=True),

@@ -153,7 +153,9 @@ def test_no_table_is_a_copy_of_another():
 def meta_problem(head_dim=128, dtype=torch.bfloat16, q_len=4096, kv_len=4096, mask=False, causal=True):
     q = torch.empty(2, 32, q_len, head_dim, dtype=dtype, device="meta")
     k = torch.empty(2, 8, kv_len, head_dim, dtype=dtype, device="meta")
-    attn_mask = torch.empty(2, 1, q_len, kv_len, dtype=dtype, device="meta") if mask else None
+    # mask: True for a mask per query row ([B, 1, Sq, Skv]), "keys" for key padding ([B, 1, 1, Skv]).
+    rows = 1 if mask == "keys" else q_len
+    attn_mask = torch.empty(2, 1, rows, kv_len, dtype=dtype, device="meta") if mask else None
     return build_problem(q, k, k, attn_mask, is_causal=causal)
 
 
@@ -170,15 +172,19 @@ def clean_environment(monkeypatch):
 def test_sm90_keeps_the_measured_defaults():
     assert select_config(meta_problem(128), H100) == K(128, 128, 8, 3, tma=True)
     assert select_config(meta_problem(112), H100) == K(128, 128, 8, 3, tma=True)  # padded to 128
-    assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True)  # split: 64 + 32
+    assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # split: 64 + 32
     assert select_config(meta_problem(64), H100) == K(128, 64, 4, 3, tma=True, halves=2)
     assert select_config(meta_problem(64, mask=True), H100) == K(128, 64, 8, 3)  # no spills
     assert select_config(meta_problem(128, mask=True), H100) == K(128, 64, 8, 3, tma=True)
+    assert select_config(meta_problem(128, mask="keys"), H100) == K(128, 64, 4, 2, tma=True, halves=2)
+    assert select_config(meta_problem(64, mask="keys"), H100) == K(128, 64, 8, 3)  # no "keymask" row
 
 
 def test_tags_pick_rows_in_order_of_precedence():
     short = dict(q_len=1024, kv_len=1000)
     assert problem_tags(meta_problem(96, mask=True, **short)) == ("masked", "short", "split")
+    assert problem_tags(meta_problem(128, mask="keys")) == ("keymask", "masked")
+    assert problem_tags(meta_problem(128, q_len=1, kv_len=1000, mask=True)) == ("keymask", "masked", "short")
     assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025)) == ()
     assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3, tma=True)
     assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3, tma=True)  # short before split
@@ -344,7 +350,7 @@ def test_quick_compile_set_covers_every_family_once():
     assert all(job.default and job.arch == list(FAMILIES[job.family].archs)[0] for job in jobs)
     assert {(j.dtype, j.head_dim, j.variant) for j in jobs if j.family == "sm90"} == {
         *(("bf16", d, v) for d in (64, 128, 256) for v in ("plain", "masked")),
-        *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 128, "short"),
+        *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 128, "short"), ("bf16", 128, "keymask"),
         *(("fp32", d, "plain") for d in (64, 128, 256))}
     masked = {j.config for j in jobs
               if j.family == "sm90" and j.kind == "prefill" and j.head_dim == 128 and j.variant == "masked"}

@@ -10,8 +10,9 @@ causal bottom-right), specialised the way triton.jit would: pointers 16-byte ali
 equal to 1 folded to constants, multiples of 16 tagged, except the never-specialised lengths.
 Variants: "plain" (causal, no mask), "masked" (also an additive [B, 1, Sq, Skv] mask in the
 input dtype, HF's 4-D mask: the heaviest tile set), "split" (a head dim of three quarters of the
-bucket, which the kernel computes as two parts: 48, 96, 192) and "short" (1024 queries and keys;
-only where a table has a "short" row, since the kernel is the plain one). The decode kind
+bucket, which the kernel computes as two parts: 48, 96, 192), "short" (1024 queries and keys;
+only where a table has a "short" row, since the kernel is the plain one) and "keymask" (a
+key-padding mask [B, 1, 1, Skv] in the input dtype; only where a table has a "keymask" row). The decode kind
 compiles its split kernel for the first max_q_len queries of that problem: its largest packed
 row block.
 
@@ -42,7 +43,7 @@ from multiprocessing import get_context
 from .tuning import FAMILIES, Family, candidates, default_config, target_for_arch
 
 DTYPES = ("fp16", "bf16", "fp32")
-VARIANTS = ("plain", "masked", "split", "short")
+VARIANTS = ("plain", "masked", "split", "short", "keymask")
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def jobs(families: list[Family], quick: bool) -> list[Job]:
                         skip = quick and not _in_quick_set(dtype, bucket, variant)
                         if (dtype == "fp32") != (elt == 4) or skip:
                             continue
-                        if variant == "short" and (bucket, elt, "short") not in tuning.defaults:
+                        if variant in ("short", "keymask") and (bucket, elt, variant) not in tuning.defaults:
                             continue
                         head_dim = bucket * 3 // 4 if variant == "split" else bucket
                         problem = meta_problem(head_dim, dtype, variant)
@@ -155,7 +156,8 @@ def meta_problem(head_dim: int, dtype_name: str, variant: str):
     b, hq, hkv, s = 2, 32, 8, SHORT_LENGTH if variant == "short" else 4096
     q = torch.empty(b, hq, s, head_dim, dtype=dtype, device="meta")
     k = v = torch.empty(b, hkv, s, head_dim, dtype=dtype, device="meta")
-    mask = torch.empty(b, 1, s, s, dtype=dtype, device="meta") if variant == "masked" else None
+    rows = {"masked": s, "keymask": 1}.get(variant)
+    mask = None if rows is None else torch.empty(b, 1, rows, s, dtype=dtype, device="meta")
     return build_problem(q, k, v, mask, is_causal=True, causal_alignment="bottom_right")
 
 

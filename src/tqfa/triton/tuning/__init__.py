@@ -81,12 +81,15 @@ _TAG_SETS = tuple(tuple(tag for tag, on in zip(TAGS, bits) if on)
 
 
 def problem_tags(problem: Problem) -> tuple[str, ...]:
-    """The tags of config.TAGS ("masked", "short", "split") that `problem` carries, in their
-    order of precedence."""
-    masked = problem.mask is not None
+    """The tags of config.TAGS ("keymask", "masked", "short", "split") that `problem` carries,
+    in their order of precedence."""
+    mask = problem.mask
+    masked = mask is not None
+    # The kernel reads one mask vector per tile when the query-row stride is 0 (MASK_ROWS).
+    keymask = masked and (mask.stride(2) == 0 or mask.shape[2] == 1)
     short = max(problem.q_len, problem.kv_len) <= SHORT_LENGTH
     split = head_parts(problem.head_dim)[1] > 0
-    return _TAG_SETS[4 * masked + 2 * short + split]
+    return _TAG_SETS[8 * keymask + 4 * masked + 2 * short + split]
 
 
 def _describe(target: Target) -> str:

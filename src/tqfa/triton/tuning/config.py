@@ -13,10 +13,12 @@ from typing import ClassVar
 
 # (head-dim bucket, element size in bytes): (64 | 128 | 256, 2 | 4). A table may add rows
 # (bucket, size, tag) for the calls that carry the tag (tuning.problem_tags), the first tag that
-# has a row winning: "masked" (a mask, whose tile is pipelined too), "short" (Sq and Skv at most
-# SHORT_LENGTH), "split" (a head dim the kernel computes as two parts, such as 96 = 64 + 32).
+# has a row winning: "keymask" (a mask that is the same for every query row, such as key padding:
+# one [BLOCK_N] vector per tile; such a call is "masked" too, so a table without a "keymask" row
+# gives it the "masked" one), "masked" (a mask, whose tile is pipelined too), "short" (Sq and Skv
+# at most SHORT_LENGTH), "split" (a head dim the kernel computes as two parts, such as 96 = 64 + 32).
 Key = tuple
-TAGS = ("masked", "short", "split")
+TAGS = ("keymask", "masked", "short", "split")
 SHORT_LENGTH = 1024
 
 

@@ -12,8 +12,11 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   programs per SM) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
   with a mask it spills (compile check), so masked calls keep 128x64 w8 s3 (not timed masked).
 - "split" (d96 = 64 + 32 and the like): 128x64 w4 s3 (98 KB: two programs per SM, one warpgroup
-  each) 459 against 377 for 128x128 w8 s3, 451 with TMA; the TMA form is the default: without
-  descriptors the tile spills 24 bytes under Triton 3.9 (compile check), with them none.
+  each) 459 against 377 for 128x128 w8 s3, 451 with TMA; without descriptors the tile spills 24
+  bytes under Triton 3.9 (compile check), with them none. Since both row blocks' QK products are
+  issued before either softmax (9d00dd4), two row blocks of 64 (h2) gain 3.5% in GPU time and 9%
+  per call (h200-2026-11-30-halves.md, run 2: 468 against 452, 500 against 458; 224 registers,
+  no spill).
 - "short" (Sq, Skv <= 1024; measured at d128): 64x64 w4 s3 beats 128x128 w8 s3 by 23% (causal b8 q512), 18%
   (causal b4 q1024), 14% and 11% (non-causal): more programs, less waste on the diagonal; at 4k
   it loses 3-7%. With TMA it gains 8-14% more in GPU time within each run (390-393, 463-475,
@@ -26,6 +29,10 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   launch.md, run 4) 128x64 w8 s3 gains 4% on the key-padding row (448 against 431) and 3% on
   HF's causal-and-padding bool mask (309 against 299); 128x128 w8 s3 with TMA gains 9% on the
   key-padding row (469) but a row-varying mask's tiles take it past shared memory (262 KB).
+- "keymask" (a mask that is the same for every query row: key padding): 128x64 w4 s2 TMA h2
+  (97 KB, two programs per SM) 513 against 444-446 for the "masked" row's 128x64 w8 s3 TMA and
+  469 for 128x128 w8 s3 TMA (h200-2026-11-30-halves.md, run 2); on HF's row-varying bool mask it
+  loses (339 against 365), which keeps the "masked" row. 8 bytes spill, outside the tile loops.
 The d256 rows are not timed: FA2's H100 choice (64x64, "2 CTAs per SM"), and 64x32 with a mask,
 where 64x64 spills 24 bytes in the compile check.
 The space holds the measured candidates and their neighbours (128x128 w8 s3 and 64x64 w4 s3
@@ -44,9 +51,10 @@ PREFILL = Tuning(
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 128, 8, 3, tma=True),
+        (128, 2, "keymask"): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "masked"): K(128, 64, 8, 3, tma=True),
         (128, 2, "short"): K(64, 64, 4, 3, tma=True),
-        (128, 2, "split"): K(128, 64, 4, 3, tma=True),
+        (128, 2, "split"): K(128, 64, 4, 3, tma=True, halves=2),
         (256, 2): K(64, 64, 8, 2),
         (256, 2, "masked"): K(64, 32, 8, 3),
         **FP32,
@@ -54,7 +62,7 @@ PREFILL = Tuning(
     space=(
         K(128, 128, 8, 3, tma=True), K(256, 64, 8, 3, halves=2),
         K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3, tma=True), K(128, 64, 8, 3),
-        K(128, 64, 4, 3, tma=True),
+        K(128, 64, 4, 2, tma=True, halves=2),
         K(64, 64, 4, 3, tma=True), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
     ),
     keep=keep,
