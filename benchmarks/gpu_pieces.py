@@ -1,8 +1,9 @@
 """Where a call's time goes, piece by piece, on a GPU: the host side of a launch with and without
-tensor descriptors, and the GPU time of the bool-mask span kernel and of the forward kernel
-after it on the HF causal-and-padding row.
+tensor descriptors, the GPU time of the bool-mask span kernel and of the forward kernel after it
+on the HF causal-and-padding row, and the GPU time of the public call against the launch alone
+with its outputs allocated once, per call, or per call and kept (CUDA-graph replays).
 
-    PYTHONPATH=src python3 benchmarks/gpu_pieces.py --out "$OUT/pieces"
+    PYTHONPATH=src python3 benchmarks/gpu_pieces.py --out "$OUT/pieces" [--parts host spans outputs]
 
 Host: Python microseconds per call (providers.host_microseconds: 200 calls on a shape whose GPU
 time is a few microseconds) of `launch.attention_forward` and of the cached variant's launch
@@ -108,16 +109,66 @@ def span_pieces(device: str) -> dict:
     return us
 
 
+def _output_entries(shape: Shape, device: str) -> tuple[str, dict]:
+    """(the configuration, the callables) of output_pieces for one row."""
+    import tqfa
+    from tqfa.device import probe
+    from tqfa.triton.tuning import select_config
+
+    q, k, v, _ = providers.make_inputs(shape, torch.bfloat16, device)
+    problem = build_problem(q, k, v, is_causal=shape.causal)
+    config = select_config(problem, probe(q.device))
+    out, lse = _outputs(q)
+    kept = []
+
+    def kept_outputs():
+        o, l_ = _outputs(q)
+        kept.append((o, l_))
+        launch.attention_forward(problem, o, l_, config, False)
+
+    return str(config), {
+        "public call": lambda: tqfa.attention(q, k, v, is_causal=shape.causal, backend="triton"),
+        "launch, outputs once": lambda: launch.attention_forward(problem, out, lse, config, False),
+        "launch, outputs per call": lambda: launch.attention_forward(problem, *_outputs(q), config,
+                                                                     False),
+        "launch, outputs per call, kept": kept_outputs,
+    }
+
+
+def output_pieces(device: str) -> dict:
+    """GPU microseconds per call of the d128 rows' public call and of its launch alone, with the
+    outputs allocated once, per call (freed: the graph's pool may hand the same memory back) or
+    per call and kept alive (fresh memory every call); three interleaved rounds, the median."""
+    us = {}
+    for shape in (Shape(2, 32, 8, 4096, 4096, 128), Shape(1, 32, 8, 16384, 16384, 128, causal=True)):
+        config, entries = _output_entries(shape, device)
+        timers = {name: providers.graph_timer([fn], device, calls=20) for name, fn in entries.items()}
+        rounds = {name: [] for name in entries}
+        for _ in range(3):
+            for name, timer in timers.items():
+                rounds[name].append(round(timer() * 1e6, 1))
+        for name, times in rounds.items():
+            us[f"{shape.id} {config}: {name}"] = {"median": sorted(times)[1], "rounds": times}
+    return us
+
+
+PARTS = {"host": lambda device: {"host_us": host_pieces(device)},
+         "spans": lambda device: {"gpu_us": span_pieces(device)},
+         "outputs": lambda device: {"outputs_us": output_pieces(device)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    report = {"environment": providers.environment("cuda"), "host_us": host_pieces("cuda"),
-              "gpu_us": span_pieces("cuda")}
+    report = {"environment": providers.environment("cuda")}
+    for part in args.parts:
+        report.update(PARTS[part]("cuda"))
     with open(os.path.join(args.out, "pieces.json"), "w") as f:
         json.dump(report, f, indent=1)
-    profile = report["host_us"].pop("profile (descriptors)")
+    profile = report.get("host_us", {}).pop("profile (descriptors)", "")
     print(json.dumps(report, indent=1))
     print(profile)
 
