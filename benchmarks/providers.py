@@ -235,9 +235,10 @@ def graph_seconds(fns: list, device: str, calls: int = 40) -> float:
 
 
 def graph_timer(fns: list, device: str, calls: int = 40):
-    """A function that replays, five times, one CUDA graph of `calls` calls rotating over `fns`
-    and returns the median GPU seconds per call: captured once, timed as often as the caller
-    wants (gpu_compare interleaves the entries of a row). The interpreter times one call."""
+    """A function that replays, three times untimed and five times timed, one CUDA graph of
+    `calls` calls rotating over `fns` and returns the median GPU seconds per call: captured once,
+    timed as often as the caller wants (gpu_compare interleaves the entries of a row). The
+    interpreter times one call."""
     if torch.device(device).type != "cuda":
         return lambda: median_seconds(fns[0], device)
     side = torch.cuda.Stream()
@@ -254,6 +255,10 @@ def graph_timer(fns: list, device: str, calls: int = 40):
     graph.replay()
 
     def replay() -> float:
+        # Untimed replays first: the GPU's clock follows its recent load (power, heat), so each
+        # entry is timed in the state its own load brings, not the one the previous entry left.
+        for _ in range(3):
+            graph.replay()
         times = []
         for _ in range(5):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

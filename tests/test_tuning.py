@@ -131,7 +131,7 @@ def test_vendor_specific_fields_stay_with_their_vendor(family):
             if family.vendor == "nvidia":
                 assert not config.amd_options(), config
             if family.vendor == "amd":
-                assert config.num_stages == 1 and not config.tma and not config.max_registers, config
+                assert config.num_stages == 1 and not config.tma, config
 
 
 def test_no_table_is_a_copy_of_another():
@@ -262,7 +262,6 @@ BAD_OVERRIDES = [
     (_json(num_warps=3), r"num_warps must be a power of two <= 16"),
     (_json(num_stages=0), r"num_stages must be an integer from 1 to 8"),
     (_json(tma=1), r"tma must be true or false"),
-    (_json(max_registers=300), r"max_registers must be 0 or an integer from 32 to 255, got 300"),
     (_json(warp_specialize=True), r"unknown key\(s\) \['warp_specialize'\]"),
     (_json(num_stages=1, waves_per_eu=2),
      r"\['waves_per_eu'\] apply to AMD GPUs only, this is NVIDIA H100 80GB HBM3 \(sm90\)"),
@@ -283,11 +282,6 @@ def test_override_checks_the_vendor(monkeypatch):
     monkeypatch.setenv(CONFIG_ENV, _json(num_stages=1, tma=True))
     with pytest.raises(ValueError, match=r"tma needs an NVIDIA sm90\+ GPU, this is AMD Instinct MI300X"):
         select_config(meta_problem(), DEVICES[7][0])
-    monkeypatch.setenv(CONFIG_ENV, _json(num_stages=1, max_registers=128))
-    with pytest.raises(ValueError, match=r"max_registers applies to NVIDIA GPUs only, this is AMD Instinct MI300X"):
-        select_config(meta_problem(), DEVICES[7][0])
-    assert K(64, 64, 4, 2, max_registers=128).nvidia_options() == {"maxnreg": 128}
-    assert str(K(64, 64, 4, 2, max_registers=128)) == "64x64 w4 s2 r128"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -121,9 +121,8 @@ def kernel_arguments(
         FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
         DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
-        # waves_per_eu, matrix_instr_nonkdim: HIP compiler options, unknown to the CUDA one, and
-        # maxnreg the other way round.
-        **(config.amd_options() if torch.version.hip else config.nvidia_options()),
+        # waves_per_eu, matrix_instr_nonkdim: HIP compiler options, unknown to the CUDA one.
+        **(config.amd_options() if torch.version.hip else {}),
     )
 
 

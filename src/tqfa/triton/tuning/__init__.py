@@ -198,9 +198,6 @@ def override_config(target: Target) -> KernelConfig | None:
     if target.vendor == "amd" and config.tma:
         raise ValueError(f"{CONFIG_ENV}={text!r}: tma needs an NVIDIA sm90+ GPU, this is "
                          f"{_describe(target)}")
-    if target.vendor == "amd" and config.max_registers:
-        raise ValueError(f"{CONFIG_ENV}={text!r}: max_registers applies to NVIDIA GPUs only, this "
-                         f"is {_describe(target)}")
     return config
 
 

@@ -46,9 +46,6 @@ class KernelConfig:
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
-    # NVIDIA only: ptxas's register limit per thread (Triton's maxnreg); 0 leaves the compiler's
-    # choice. A limit can let one more program share an SM's 64K registers.
-    max_registers: int = 0
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -71,24 +68,17 @@ class KernelConfig:
                              f"{self.block_m} / {self.halves}")
         if not isinstance(self.tma, bool):
             raise ValueError(f"tma must be true or false, got {self.tma!r}")
-        if not (_is_int(self.max_registers) and (self.max_registers == 0 or 32 <= self.max_registers <= 255)):
-            raise ValueError(f"max_registers must be 0 or an integer from 32 to 255, got {self.max_registers!r}")
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
         return {name: value for name in ("waves_per_eu", "matrix_instr_nonkdim")
                 if (value := getattr(self, name))}
 
-    def nvidia_options(self) -> dict[str, int]:
-        """The NVIDIA-only compiler options this configuration sets: launch keywords on CUDA only."""
-        return {"maxnreg": self.max_registers} if self.max_registers else {}
-
     def __str__(self) -> str:
         extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""
-        tags += f" r{self.max_registers}" if self.max_registers else ""
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
 
     @classmethod
@@ -134,7 +124,6 @@ class DecodeConfig:
     min_split_tiles: int  # ...and never fewer K/V tiles per split than this
     max_q_len: int  # the decode kernel serves Sq <= max_q_len; longer queries go to prefill
     tma: ClassVar[bool] = False  # no TMA path in the decode kernel
-    max_registers: ClassVar[int] = 0  # no register limit in the decode tables
 
     def amd_options(self) -> dict[str, int]:
         return {}
