@@ -53,7 +53,8 @@ K = KernelConfig
 TMA = dict(tma=True)
 H2 = dict(halves=2)
 # Candidate configurations per (head dim, masked): the sm90 defaults (long and short rows at d128)
-# and the runners-up of the sweeps recorded in benchmarks/results/h200-2026-11-30.md.
+# and the runners-up of the sweeps recorded in benchmarks/results/h200-2026-11-30*.md (the
+# two-block tiles: -halves.md).
 VARIANTS = {
     (128, False): [K(128, 128, 8, 3, **TMA), K(64, 64, 4, 3, **TMA), K(128, 64, 4, 2, **H2, **TMA),
                    K(128, 64, 4, 2, **H2), K(128, 64, 4, 3, **H2, **TMA), K(256, 64, 8, 3, **H2, **TMA),

@@ -7,9 +7,12 @@ h100-triton-kernel.md, b2-h32:8 at 4k, bf16: 128x128 w8 s3 beats 128x64 w8 s3 by
 h200-2026-11-30.md, every row of the prefill table side by side in one run):
 - d128: TMA descriptors on 128x128 w8 s3 gain 7% (513 vs 476 TFLOP/s non-causal, 458 vs 422
   causal 4k, 527 vs 493 causal 16k) since K and V are loaded at the top of the tile loop (1-3%
-  before); two row blocks per program (256x64 w8 s3 h2) 509, 429, 495.
-- d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB: up to three
-  programs per SM) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
+  before); two row blocks per program (256x64 w8 s3 h2) 509, 429, 495. Since 9d00dd4 (both
+  blocks' QK products issued first) 256x64 w8 s3 TMA h2 beats the default by 2.5-3% non-causal
+  and loses 6-10% causal (h200-2026-11-30-halves.md, runs 2, 3, 5): the default stays.
+- d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
+  under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
+  halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
   with a mask it spills (compile check), so masked calls keep 128x64 w8 s3 (not timed masked).
 - "split" (d96 = 64 + 32 and the like): 128x64 w4 s3 (98 KB: two programs per SM, one warpgroup
   each) 459 against 377 for 128x128 w8 s3, 451 with TMA; without descriptors the tile spills 24
@@ -30,9 +33,11 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   HF's causal-and-padding bool mask (309 against 299); 128x128 w8 s3 with TMA gains 9% on the
   key-padding row (469) but a row-varying mask's tiles take it past shared memory (262 KB).
 - "keymask" (a mask that is the same for every query row: key padding): 128x64 w4 s2 TMA h2
-  (97 KB, two programs per SM) 513 against 444-446 for the "masked" row's 128x64 w8 s3 TMA and
-  469 for 128x128 w8 s3 TMA (h200-2026-11-30-halves.md, run 2); on HF's row-varying bool mask it
-  loses (339 against 365), which keeps the "masked" row. 8 bytes spill, outside the tile loops.
+  (97 KB, two programs per SM) 513 against 444 for the "masked" row's 128x64 w8 s3 TMA and 469
+  for 128x128 w8 s3 TMA (h200-2026-11-30-halves.md, run 2); with is_causal too 363 against 316
+  (run 3). On HF's row-varying bool mask it loses (339 against 365), which keeps the "masked"
+  row. The compile check finds 72 bytes spilled in its loops with a causal key-padding mask
+  (triton 3.6 and 3.9); the timed rows above ran with them.
 The d256 rows are not timed: FA2's H100 choice (64x64, "2 CTAs per SM"), and 64x32 with a mask,
 where 64x64 spills 24 bytes in the compile check.
 The space holds the measured candidates and their neighbours (128x128 w8 s3 and 64x64 w4 s3
