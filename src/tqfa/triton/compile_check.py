@@ -12,9 +12,9 @@ Variants: "plain" (causal, no mask), "masked" (also an additive [B, 1, Sq, Skv] 
 input dtype, HF's 4-D mask: the heaviest tile set), "split" (a head dim of three quarters of the
 bucket, which the kernel computes as two parts: 48, 96, 192), "short" (1024 queries and keys;
 only where a table has a "short" row, since the kernel is the plain one) and "keymask" (a
-key-padding mask [B, 1, 1, Skv] in the input dtype; only where a table has a "keymask" row). The decode kind
-compiles its split kernel for the first max_q_len queries of that problem: its largest packed
-row block.
+key-padding mask [B, 1, 1, Skv] in the input dtype; only where a table has a "keymask" row).
+The decode kind compiles its split kernel for the first max_q_len queries of that problem: its
+largest packed row block.
 
 Sets:
   --quick (CI)  each family's defaults on its first arch at every head-dim bucket: bf16 in

@@ -168,19 +168,6 @@ def softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND: tl.c
 
 
 @triton.jit
-def _fold_tile(
-    acc, acc1, l_i, m_i, q, q1, k, k1, v, v1, mask_ptrs, cols, col_limit, kv_len, sm_scale, qk_scale,
-    BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
-    MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-):
-    """Fold one K/V tile into the running state of one row block (the invariant above)."""
-    qk = _scores(q, q1, k, k1, BLOCK_D1, DOT_PRECISION)
-    return _fold_scores(acc, acc1, l_i, m_i, qk, v, v1, mask_ptrs, cols, col_limit, kv_len,
-                        sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
-                        DOT_PRECISION)
-
-
-@triton.jit
 def _scores(q, q1, k, k1, BLOCK_D1: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """The raw scores q k^T of one row block and one K tile."""
     qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
@@ -195,7 +182,8 @@ def _fold_scores(
     BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
     MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """Fold one tile's raw scores qk and its V tile into the running state of one row block."""
+    """Fold one K/V tile, given its raw scores qk, into the running state of one row block (the
+    invariant above)."""
     mask_val = 0
     if MASK_KIND != NO_MASK:
         mask_val = load_mask_tile(mask_ptrs, cols, kv_len, BOUNDARY)
@@ -240,23 +228,19 @@ def _attend_tiles(
                          offs_d, offs_d1, stride_vn, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1,
                          BOUNDARY, TMA)
         mask_step = (tl.cast(start_n, tl.int64) * stride_mn + mask_offs)[None, :]
+        # With HALVES == 2 both halves' QK products are issued before either softmax: the
+        # second runs on the tensor cores while the first half's softmax runs, and the first
+        # half's PV product while the second's runs (FlashAttention-3's intra-warpgroup overlap,
+        # by instruction order; issued one half after the other, nothing overlapped).
+        qk = _scores(q, q1, k, k1, BLOCK_D1, DOT_PRECISION)
         if HALVES == 2:
-            # Both halves' QK products are issued before either softmax: the second runs on the
-            # tensor cores while the first half's softmax runs (FlashAttention-3's intra-warpgroup
-            # overlap, by instruction order).
-            qk = _scores(q, q1, k, k1, BLOCK_D1, DOT_PRECISION)
             qk_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)
-            acc, acc1, l_i, m_i = _fold_scores(
-                acc, acc1, l_i, m_i, qk, v, v1, mask_base + mask_step, cols, col_limit, kv_len,
-                sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
-                DOT_PRECISION)
+        acc, acc1, l_i, m_i = _fold_scores(
+            acc, acc1, l_i, m_i, qk, v, v1, mask_base + mask_step, cols, col_limit, kv_len,
+            sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
+        if HALVES == 2:
             acc_b, acc1_b, l_b, m_b = _fold_scores(
                 acc_b, acc1_b, l_b, m_b, qk_b, v, v1, mask_base_b + mask_step, cols, col_limit_b,
-                kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
-                DOT_PRECISION)
-        else:
-            acc, acc1, l_i, m_i = _fold_tile(
-                acc, acc1, l_i, m_i, q, q1, k, k1, v, v1, mask_base + mask_step, cols, col_limit,
                 kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
                 DOT_PRECISION)
     return acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b
