@@ -1,9 +1,10 @@
 """Where a call's time goes, piece by piece, on a GPU: the host side of a launch with and without
 tensor descriptors, the GPU time of the bool-mask span kernel and of the forward kernel after it
 on the HF causal-and-padding row, and the GPU time of the public call against the launch alone
-with its outputs allocated once, per call, or per call and kept (CUDA-graph replays).
+with its outputs allocated once, per call, or per call and kept (CUDA-graph replays), and the
+host time of one attention of the HF check's models through each layer of tqfa's HF path.
 
-    PYTHONPATH=src python3 benchmarks/gpu_pieces.py --out "$OUT/pieces" [--parts host spans outputs]
+    PYTHONPATH=src python3 benchmarks/gpu_pieces.py --out "$OUT/pieces" [--parts host spans outputs hf]
 
 Host: Python microseconds per call (providers.host_microseconds: 200 calls on a shape whose GPU
 time is a few microseconds) of `launch.attention_forward` and of the cached variant's launch
@@ -152,7 +153,50 @@ def output_pieces(device: str) -> dict:
     return us
 
 
+def hf_pieces(device: str) -> dict:
+    """Host microseconds per call of one attention of gpu_hf_check.py's models (B4 Hq8 Hkv2 S333
+    D128 bf16, q/k/v as views of [B, S, H, D] projections, HF's left-padded causal bool mask
+    [B, 1, S, S]) through each layer of tqfa's HF path, against SDPA; no grad, as in inference.
+    The GPU time of such a call is a few microseconds: the host is what counts."""
+    import torch.nn.functional as F
+
+    import tqfa
+    from tqfa.integrations import custom_op, huggingface
+
+    b, hq, hkv, s, d = 4, 8, 2, 333, 128
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def heads(h):
+        return torch.randn(b, s, h, d, device=device, dtype=torch.bfloat16, generator=gen).transpose(1, 2)
+
+    q, k, v = heads(hq), heads(hkv), heads(hkv)
+    pads = torch.tensor([0, 37, 150, 290], device=device)
+    keep = torch.arange(s, device=device)[None, :] >= pads[:, None]  # [B, S] left padding
+    causal = torch.ones(s, s, dtype=torch.bool, device=device).tril()
+    mask = (causal[None] & keep[:, None, :])[:, None]  # [B, 1, S, S]
+    problem = build_problem(q, k, v, mask)
+    module = torch.nn.Module()
+    module.is_causal = True
+    calls = {
+        "sdpa, HF mask": lambda: F.scaled_dot_product_attention(q, k, v, mask, enable_gqa=True),
+        "tqfa.attention, HF mask": lambda: tqfa.attention(q, k, v, mask),
+        "custom_op.attention, HF mask": lambda: custom_op.attention(q, k, v, mask, bshd_out=True),
+        "huggingface.attention_forward, HF mask": lambda: huggingface.attention_forward(
+            module, q, k, v, mask),
+        "mask_spans, HF mask": lambda: mask_spans.mask_spans(problem, launch.zeroed_strides(mask), 64),
+        "sdpa, is_causal": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                   enable_gqa=True),
+        "tqfa.attention, is_causal": lambda: tqfa.attention(q, k, v, is_causal=True),
+        "custom_op.attention, is_causal": lambda: custom_op.attention(q, k, v, is_causal=True,
+                                                                      bshd_out=True),
+    }
+    with torch.no_grad():
+        return providers.host_microseconds(calls, device,
+                                           profiled="huggingface.attention_forward, HF mask")
+
+
 PARTS = {"host": lambda device: {"host_us": host_pieces(device)},
+         "hf": lambda device: {"hf_host_us": hf_pieces(device)},
          "spans": lambda device: {"gpu_us": span_pieces(device)},
          "outputs": lambda device: {"outputs_us": output_pieces(device)}}
 
@@ -168,9 +212,10 @@ def main() -> None:
         report.update(PARTS[part]("cuda"))
     with open(os.path.join(args.out, "pieces.json"), "w") as f:
         json.dump(report, f, indent=1)
-    profile = report.get("host_us", {}).pop("profile (descriptors)", "")
+    profiles = [report.get("host_us", {}).pop("profile (descriptors)", ""),
+                report.get("hf_host_us", {}).pop("profile", "")]
     print(json.dumps(report, indent=1))
-    print(profile)
+    print(*profiles, sep="\n")
 
 
 if __name__ == "__main__":
