@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.export import Dim
 
 import tqfa
@@ -167,6 +168,30 @@ def test_same_results_as_tqfa_attention():
     expected = tqfa.attention(q, k, v, mask, return_lse=True)
     for got, want in zip(custom_op.attention(q, k, v, mask, return_lse=True), expected, strict=True):
         assert torch.equal(got, want)
+
+
+def test_plain_eager_calls_skip_the_op_dispatch(monkeypatch):
+    # The op's dispatch costs host time and records nothing for an eager call without autograd
+    # or tracing; calls that need it keep it (gradients, compile and export: the tests above).
+    calls = []
+    real = custom_op._attention_op
+    monkeypatch.setattr(custom_op, "_attention_op", lambda *args: calls.append(args) or real(*args))
+    q, k, v, mask = make_inputs(BY_ID[CASE_IDS[3]], torch.float32)
+    expected = tqfa.attention(q, k, v, mask, return_lse=True)
+    with torch.no_grad():
+        got = custom_op.attention(q, k, v, mask, return_lse=True)
+    custom_op.attention(q, k, v, mask)  # grad mode on, but nothing requires grad
+    assert calls == [] and all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+
+    custom_op.attention(q.detach().requires_grad_(), k, v, mask)  # the op records the backward
+    with torch.device("cpu"):  # a torch function mode
+        custom_op.attention(q, k, v, mask)
+    with FakeTensorMode() as fake:  # a dispatch mode (tracers are too)
+        custom_op.attention(*(fake.from_tensor(t) for t in (q, k, v, mask)))
+    assert len(calls) == 3
+    seen = []
+    torch.vmap(lambda x: seen.append(custom_op._plain_eager((x,))) or x)(q)  # functorch
+    assert seen == [False] and custom_op._plain_eager((q,))
 
 
 def test_errors():

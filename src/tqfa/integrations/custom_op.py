@@ -8,6 +8,10 @@ runs. The fake implementation validates through the same `build_problem` as eage
 malformed call fails at trace time with the eager message, and it allocates outputs with the
 layout the real implementation guarantees (see _new_out).
 
+Eager calls that nothing traces or differentiates skip the op's dispatch (_plain_eager): it
+costs 60-100 us of host time per call (an H200's host, benchmarks/gpu_pieces.py --parts hf),
+which an attention whose GPU time is a few microseconds pays in full, and it adds nothing there.
+
 Backward is by recomputation: `tqfa::attention_backward` reruns the forward on the differentiable
 chunked backend under torch.func.vjp. It is an op of its own so that compiled and exported
 backward graphs also hold one opaque node. (torch.autograd.grad cannot be used inside an op's
@@ -45,11 +49,23 @@ def _in_layout(out: Tensor, bshd_out: bool) -> Tensor:
     """`out` itself when the backend already wrote it in the promised layout, else a copy."""
     b, h, s, d = out.shape
     want = (s * h * d, d, h * d, 1) if bshd_out else (h * s * d, s * d, d, 1)
+    if out.stride() == want:
+        return out
     strides = zip(out.shape, out.stride(), want, strict=True)
     if all(size == 1 or got == wanted for size, got, wanted in strides):
         # The strides of size-1 dims address nothing, but the compiler compares them too.
         return out.as_strided(out.shape, want)
     return _new_out(out, d, bshd_out).copy_(out)
+
+
+def _run(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend, bshd_out):
+    """The op's implementation: (out in the promised layout, contiguous lse)."""
+    # The LSE is always returned so that the op has one schema; every backend computes it anyway.
+    out, lse = api.attention(
+        q, k, v, attn_mask, is_causal, scale,
+        causal_alignment=causal_alignment, return_lse=True, backend=backend,
+    )
+    return _in_layout(out, bshd_out), lse.contiguous()
 
 
 @torch.library.custom_op("tqfa::attention", mutates_args=())
@@ -64,12 +80,22 @@ def _attention_op(
     backend: Optional[str],
     bshd_out: bool,
 ) -> tuple[Tensor, Tensor]:
-    # The LSE is always returned so that the op has one schema; every backend computes it anyway.
-    out, lse = api.attention(
-        q, k, v, attn_mask, is_causal, scale,
-        causal_alignment=causal_alignment, return_lse=True, backend=backend,
-    )
-    return _in_layout(out, bshd_out), lse.contiguous()
+    return _run(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend, bshd_out)
+
+
+def _plain_eager(tensors: tuple) -> bool:
+    """Whether calling the implementation directly is the op's call with nothing watching: no
+    compiler or tracer (Dynamo, fake tensors, proxy and other dispatch modes, torch function
+    modes, functorch transforms), plain tensors, and no autograd graph to record (the op records
+    its recomputing backward)."""
+    if torch.compiler.is_compiling():
+        return False
+    if torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack():
+        return False
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return False
+    grad = torch.is_grad_enabled()
+    return all(t is None or (type(t) is Tensor and not (grad and t.requires_grad)) for t in tensors)
 
 
 @_attention_op.register_fake
@@ -162,5 +188,6 @@ def attention(
             "tqfa's custom op takes no CausalBias; pass is_causal=True and causal_alignment="
             "'top_left' (causal_upper_left) or 'bottom_right' (causal_lower_right) instead"
         )
-    out, lse = _attention_op(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend, bshd_out)
+    run = _run if _plain_eager((q, k, v, attn_mask)) else _attention_op
+    out, lse = run(q, k, v, attn_mask, is_causal, scale, causal_alignment, backend, bshd_out)
     return (out, lse) if return_lse else out
