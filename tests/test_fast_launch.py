@@ -8,6 +8,7 @@ On the CPU the key is compared with Triton's binder for the sm90 backend; on a G
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -40,10 +41,10 @@ def cpu_launcher(monkeypatch):
 
 
 def _problem(sq=64, skv=80, layout="bhsd", offset=0, mask=None, dtype=torch.float16, d=64,
-             pitch=None):
+             pitch=None, seed=0, causal="bottom_right"):
     """q, k, v on DEVICE; offset shifts q's storage by that many elements (offset 1: q's data
     pointer is not 16-byte aligned); pitch: q's rows are the first d of `pitch` elements."""
-    gen = torch.Generator().manual_seed(sq * 131 + skv)
+    gen = torch.Generator().manual_seed(sq * 131 + skv + 7919 * seed)
 
     def t(h, s, shift=0, width=d):
         flat = torch.randn(shift + 2 * h * s * width, generator=gen).to(dtype).to(DEVICE)
@@ -55,8 +56,8 @@ def _problem(sq=64, skv=80, layout="bhsd", offset=0, mask=None, dtype=torch.floa
     if mask == "padding":
         m = torch.zeros(2, 1, 1, skv, dtype=dtype, device=DEVICE)
         m[0, ..., skv // 2:] = torch.finfo(dtype).min
-    return build_problem(t(8, sq, offset, pitch or d), t(2, skv), t(2, skv), m, is_causal=True,
-                         causal_alignment="bottom_right")
+    return build_problem(t(8, sq, offset, pitch or d), t(2, skv), t(2, skv), m, is_causal=bool(causal),
+                         causal_alignment=causal or "top_left")
 
 
 CONFIG = KernelConfig(64, 32, 4, 2)
@@ -139,6 +140,81 @@ def test_the_key_is_at_least_as_fine_as_tritons_specialisation(cpu_launcher):
     assert keys["tma"][0] != keys["tma bf16"][0] != keys["tma d40"][0]
     assert keys["tma"][0] != keys["aligned"][0]
     assert keys["tma misaligned q"][0] != keys["tma"][0]
+
+
+def _without_tensors(kwargs: dict) -> dict:
+    """kwargs with each tensor (also a descriptor's) replaced by its dtype."""
+    def strip(value):
+        if isinstance(value, torch.Tensor):
+            return value.dtype
+        return value._replace(base=value.base.dtype) if type(value) is fast_launch.HostDescriptor else value
+    return {name: strip(value) for name, value in kwargs.items()}
+
+
+def _planned(problem, config=CONFIG, allow_tf32=False, spans=None, bshd_out=False):
+    """(attention_forward's plan key, kernel_arguments' result) of one call."""
+    out = torch.empty_like(problem.q)
+    if bshd_out:
+        out = out.transpose(1, 2).contiguous().transpose(1, 2)
+    lse = torch.empty(problem.q.shape[:3], dtype=torch.float32, device=problem.q.device)
+    tensors = launch.tensor_arguments(problem, out, lse, spans)
+    key = launch._plan_key(problem, tensors, config, allow_tf32, None if spans is None else spans[1])
+    return key, launch.kernel_arguments(problem, out, lse, config, allow_tf32, spans)
+
+
+def test_equal_plan_keys_mean_equal_arguments(cpu_launcher):
+    """attention_forward reuses a prepared launch for calls with equal plan keys: those calls'
+    kernel arguments must differ in their tensors only, and run the same variant, over calls
+    that differ in data, lengths, alignment, layout, masks, dtypes, head dims, options and
+    configurations."""
+    calls = {}
+    for seed in (0, 1):
+        for name, spec in PROBLEMS.items():
+            calls[name, seed] = _planned(_problem(**spec, seed=seed))
+        for name, spec in TMA_PROBLEMS.items():
+            calls[name, seed] = _planned(_problem(**spec, seed=seed), TMA_CONFIG)
+    base = _problem()
+    calls["top-left causal", 0] = _planned(_problem(causal="top_left"))
+    calls["not causal", 0] = _planned(_problem(causal=None))
+    calls["scale", 0] = _planned(dataclasses.replace(base, scale=0.3))
+    calls["tf32", 0] = _planned(base, allow_tf32=True)
+    calls["fp32 tf32", 0] = _planned(_problem(dtype=torch.float32), allow_tf32=True)
+    calls["fp32", 0] = _planned(_problem(dtype=torch.float32))
+    calls["config", 0] = _planned(base, KernelConfig(32, 32, 4, 2))
+    calls["bshd out", 0] = _planned(base, bshd_out=True)
+    spans = torch.zeros(64, dtype=torch.int32, device=DEVICE)
+    calls["spans", 0] = _planned(base, spans=(spans, 1))
+    calls["spans per head", 0] = _planned(base, spans=(spans, 8))
+    for (a, (key_a, (grid_a, args_a))), (b, (key_b, (grid_b, args_b))) in itertools.combinations(
+            calls.items(), 2):
+        if key_a == key_b:
+            assert grid_a == grid_b and _without_tensors(args_a) == _without_tensors(args_b), (a, b)
+            assert cpu_launcher.key(args_a) == cpu_launcher.key(args_b), (a, b)
+    # Calls that differ in their data only share a key (or nothing would ever be reused).
+    for name in (*PROBLEMS, *TMA_PROBLEMS):
+        assert calls[name, 0][0] == calls[name, 1][0], name
+
+
+def test_a_prepared_launch_passes_each_calls_tensors(cpu_launcher):
+    """What a prepared launch hands the variant is what the full path would for the new call,
+    and it keeps no tensor of the call it was prepared from."""
+    launched = []
+    first = _arguments(_problem(), TMA_CONFIG)
+    key = cpu_launcher.key(first[1])
+    cpu_launcher._variants[key] = fast_launch._Variant(None, lambda grid, values: launched.append(values))
+    prepared = fast_launch.PreparedLaunch.of(cpu_launcher, *first, launch._DESCRIBED) if (
+        cpu_launcher.enabled) else None
+    if prepared is None:
+        pytest.skip("this triton has no fast launch (fast_launch.CHECKED_TRITON)")
+    assert not any(isinstance(v, torch.Tensor) or getattr(v, "base", None) is not None
+                   for v in prepared.values)
+    problem = _problem(seed=1)
+    grid, kwargs = _arguments(problem, TMA_CONFIG)
+    assert prepared(launch.tensor_arguments(problem, kwargs["Out"], kwargs["Lse"]))
+    expected = cpu_launcher._values(kwargs)
+    assert len(launched) == 1 and len(launched[0]) == len(expected)
+    for got, want in zip(launched[0], expected, strict=True):
+        assert got is want or got == want
 
 
 def test_host_descriptors_become_tritons_for_tritons_path():
@@ -265,3 +341,22 @@ def test_one_data_pointer_with_two_shapes_gets_two_tensor_maps():
     variant = launch.launch_attention._variants[launch.launch_attention.key(kwargs)]
     if _uses_direct_descriptor_launch(variant):
         assert len(variant.launch.expansions) == 2
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="compiled variants need a GPU (TQFA_TEST_DEVICE=cuda)")
+@pytest.mark.parametrize("name", [*PROBLEMS, *TMA_PROBLEMS])
+def test_prepared_launches_match_tritons_own(name, monkeypatch):
+    """attention_forward's second call of a layout goes through its prepared launch (no
+    kernel_arguments) and writes bit for bit what Triton's own launch writes for that call."""
+    spec, config = (PROBLEMS[name], CONFIG) if name in PROBLEMS else (TMA_PROBLEMS[name], TMA_CONFIG)
+    for seed in (0, 1):
+        problem = _problem(**spec, seed=seed)
+        grid, kwargs = _arguments(problem, config)
+        expected = dict(Out=torch.full_like(kwargs["Out"], math.nan),
+                        Lse=torch.full_like(kwargs["Lse"], math.nan))
+        attention_fwd_kernel[grid](**fast_launch.triton_kwargs({**kwargs, **expected}))
+        out, lse = kwargs["Out"].fill_(math.nan), kwargs["Lse"].fill_(math.nan)
+        if seed:
+            monkeypatch.setattr(launch, "kernel_arguments", None)  # the prepared launch or a TypeError
+        launch.attention_forward(problem, out, lse, config, False)
+        assert torch.equal(out, expected["Out"]) and torch.equal(lse, expected["Lse"]), seed

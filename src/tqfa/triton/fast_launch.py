@@ -28,6 +28,10 @@ under (data pointer, shape, strides) of each descriptor: a map encodes only thos
 shape and the dtype (fixed per variant), so equal keys give equal maps. Under triton 3.6 it also
 hands the expanded arguments to Triton's C launcher itself (`_DescriptorLaunch`); other versions
 get `TensorDescriptor`s and Triton's per-launch maps.
+
+A `PreparedLaunch` goes one step further for a caller that keys its calls itself (launch.py keys
+them by everything the arguments depend on besides the tensors): it keeps one call's variant
+and argument values, and later calls only put their tensors in, with no binding and no key.
 """
 
 from __future__ import annotations
@@ -93,6 +97,12 @@ def triton_kwargs(kwargs: dict) -> dict:
     """kwargs with each HostDescriptor made a TensorDescriptor, for `kernel[grid](**kwargs)`."""
     return {name: value.triton() if type(value) is HostDescriptor else value
             for name, value in kwargs.items()}
+
+
+def launch_environment() -> tuple:
+    """What a variant's key holds besides the arguments: the current CUDA device and Triton's
+    debug and instrumentation knobs."""
+    return torch.cuda.current_device(), knobs.runtime.debug, knobs.compilation.instrumentation_mode
 
 
 def _getter(indices: list[int]):
@@ -168,8 +178,7 @@ class Launcher:
         if ints and (min(ints) < _INT32_MIN or max(ints) >= _INT32_END):  # int64: Triton's path
             return None, None
         specialised = layout.specialised_ints(runtime)
-        return (torch.cuda.current_device(), knobs.runtime.debug,
-                knobs.compilation.instrumentation_mode, options, types, self._constexprs(values),
+        return (launch_environment(), options, types, self._constexprs(values),
                 tuple(map(_MOD16, specialised)), tuple(map(_IS_ONE, specialised)),
                 tuple([(t.dtype, t.data_ptr() % 16 == 0) for t in layout.tensors(runtime)]),
                 tuple([(d.base.dtype, tuple(d.block_shape), d.padding)
@@ -193,6 +202,52 @@ class Launcher:
         positions = tuple(self._runtime_params[j][0] for j in kinds["descriptors"])
         return _Layout(**{name: _getter(indices) for name, indices in kinds.items()},
                        descriptor_positions=positions)
+
+
+class PreparedLaunch:
+    """One call's launch of a known variant, whose tensors later calls replace: no argument
+    binding, no key. Only for callers whose own key covers everything else the arguments depend
+    on, and what Launcher's key holds of the tensors (dtype, 16-byte alignment); the launch
+    environment is checked here. Holds no tensor of the call it was prepared from."""
+
+    def __init__(self, launch, grid: tuple[int, int, int], values: list, slots: dict[int, str]):
+        self.launch, self.grid, self.values, self.slots = launch, grid, values, slots
+        self.environment = launch_environment()
+
+    @classmethod
+    def of(cls, launcher: Launcher, grid: tuple[int, ...], kwargs: dict,
+           described: dict[str, str]) -> PreparedLaunch | None:
+        """The launch of kwargs' variant, once `launcher` has launched it (else None); its tensor
+        parameters take the tensors of their names, and each descriptor parameter `name` one
+        describing the tensor named described[name]."""
+        if not launcher.enabled:
+            return None
+        values = launcher._values(kwargs)
+        key, _ = launcher._key(values, kwargs)
+        variant = launcher._variants.get(key) if key is not None else None
+        if variant is None:
+            return None
+        values, slots = list(values), {}
+        for i, name in enumerate(launcher.names):
+            if isinstance(values[i], torch.Tensor):
+                slots[i], values[i] = name, None
+            elif type(values[i]) is HostDescriptor:  # keeps its layout, not its tensor
+                slots[i], values[i] = described[name], values[i]._replace(base=None)
+        return cls(variant.launch, (*grid, 1, 1)[:3], values, slots)
+
+    def __call__(self, tensors: dict[str, torch.Tensor]) -> bool:
+        """Launch with `tensors` (by name) in place of the prepared call's; False, launching
+        nothing, when the launch environment has changed."""
+        if launch_environment() != self.environment:
+            return False
+        values = self.values.copy()
+        for i, name in self.slots.items():
+            prepared = values[i]
+            values[i] = (tensors[name] if prepared is None else
+                         HostDescriptor(tensors[name], prepared.shape, prepared.strides,
+                                        prepared.block_shape, prepared.padding))
+        self.launch(self.grid, values)
+        return True
 
 
 @dataclass

@@ -10,7 +10,7 @@ import triton
 
 from ..problem import Problem
 from . import mask_spans
-from .fast_launch import HostDescriptor, Launcher, TensorDescriptor
+from .fast_launch import HostDescriptor, Launcher, PreparedLaunch, TensorDescriptor
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
 from .tuning import KernelConfig, head_parts
 
@@ -18,6 +18,9 @@ from .tuning import KernelConfig, head_parts
 # decides when kernel.py is imported, not when the kernel is called.
 INTERPRETED = not isinstance(attention_fwd_kernel, triton.runtime.JITFunction)
 launch_attention = Launcher(attention_fwd_kernel)
+# attention_forward's prepared launches, by _plan_key.
+_prepared: dict[tuple, PreparedLaunch | None] = {}
+MAX_PREPARED = 256
 
 
 def zeroed_strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
@@ -82,6 +85,32 @@ def _mask_kind(problem: Problem) -> int:
     return BOOL_MASK.value if problem.mask_is_bool else ADDITIVE_MASK.value
 
 
+def tensor_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor,
+                     spans: tuple[torch.Tensor, int] | None = None) -> dict[str, torch.Tensor]:
+    """The kernel's tensor parameters (unused ones get a tensor of the call: Triton needs a
+    pointer), and the tensor each descriptor parameter describes (PreparedLaunch)."""
+    q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
+    return dict(Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Lse=lse,
+                Spans=lse if spans is None else spans[0])
+
+
+# The tensor parameter each descriptor parameter describes, for PreparedLaunch.
+_DESCRIBED = dict(q_desc="Q", q_desc1="Q", k_desc="K", k_desc1="K", v_desc="V", v_desc1="V")
+
+
+def _plan_key(problem: Problem, tensors: dict, config: KernelConfig, allow_tf32: bool,
+              span_heads: int | None) -> tuple:
+    """Everything kernel_arguments' result depends on besides the tensors themselves (their
+    shapes, strides and the problem's options), and what the launcher's key holds of them:
+    calls with equal keys differ in their tensors only (tests/test_fast_launch.py checks it)."""
+    q, k, v, mask, out = problem.q, problem.k, problem.v, problem.mask, tensors["Out"]
+    return (config, allow_tf32, problem.causal, problem.scale, span_heads,
+            q.shape, q.stride(), k.shape, k.stride(), v.shape, v.stride(),
+            None if mask is None else (mask.shape, mask.stride()), out.shape, out.stride(),
+            tensors["Spans"].shape,
+            tuple([(t.dtype, t.data_ptr() % 16 == 0) for t in tensors.values()]))
+
+
 def kernel_arguments(
     problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig, allow_tf32: bool,
     spans: tuple[torch.Tensor, int] | None = None,
@@ -101,7 +130,7 @@ def kernel_arguments(
     # tf32 only changes fp32 dots; 16-bit dots always run on the tensor cores.
     precision = "tf32" if allow_tf32 and q.dtype == torch.float32 else "ieee"
     return grid, dict(
-        Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Lse=lse,
+        **tensor_arguments(problem, out, lse, spans),
         **(descs or dict.fromkeys(
             ("q_desc", "q_desc1", "k_desc", "k_desc1", "v_desc", "v_desc1"))),
         stride_qb=sqb, stride_qh=sqh, stride_qm=sqm, stride_qd=sqd,
@@ -111,8 +140,7 @@ def kernel_arguments(
         stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
         q_heads=problem.q_heads, group=problem.group,
         q_len=problem.q_len, kv_len=problem.kv_len, causal_offset=problem.causal_offset,
-        sm_scale=problem.scale, mask_lowest=_mask_lowest(mask),
-        Spans=lse if spans is None else spans[0], span_heads=1 if spans is None else spans[1],
+        sm_scale=problem.scale, mask_lowest=_mask_lowest(mask), span_heads=1 if spans is None else spans[1],
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, HALVES=config.halves,
         HEAD_DIM=problem.head_dim, BLOCK_D=parts[0], BLOCK_D1=parts[1],
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
@@ -138,4 +166,18 @@ def attention_forward(
     spans = None
     if mask_spans.applies(problem):
         spans = mask_spans.mask_spans(problem, zeroed_strides(problem.mask), config.block_m)
-    launch_attention(*kernel_arguments(problem, out, lse, config, allow_tf32, spans))
+    if not launch_attention.enabled:  # the interpreter, AMD: Triton's own launch
+        launch_attention(*kernel_arguments(problem, out, lse, config, allow_tf32, spans))
+        return
+    # A layout seen before launches its prepared variant with this call's tensors: no
+    # kernel_arguments, no binding, no key (PreparedLaunch).
+    tensors = tensor_arguments(problem, out, lse, spans)
+    key = _plan_key(problem, tensors, config, allow_tf32, None if spans is None else spans[1])
+    prepared = _prepared.get(key)
+    if prepared is not None and prepared(tensors):
+        return
+    grid, kwargs = kernel_arguments(problem, out, lse, config, allow_tf32, spans)
+    launch_attention(grid, kwargs)
+    if len(_prepared) >= MAX_PREPARED:
+        _prepared.clear()
+    _prepared[key] = PreparedLaunch.of(launch_attention, grid, kwargs, _DESCRIBED)
