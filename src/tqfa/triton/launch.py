@@ -87,8 +87,8 @@ def _mask_kind(problem: Problem) -> int:
 
 def tensor_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor,
                      spans: tuple[torch.Tensor, int] | None = None) -> dict[str, torch.Tensor]:
-    """The kernel's tensor parameters (unused ones get a tensor of the call: Triton needs a
-    pointer), and the tensor each descriptor parameter describes (PreparedLaunch)."""
+    """The kernel's tensor parameters by name; unused ones get a tensor of the call (Triton needs
+    a pointer)."""
     q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
     return dict(Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Lse=lse,
                 Spans=lse if spans is None else spans[0])
@@ -140,7 +140,8 @@ def kernel_arguments(
         stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
         q_heads=problem.q_heads, group=problem.group,
         q_len=problem.q_len, kv_len=problem.kv_len, causal_offset=problem.causal_offset,
-        sm_scale=problem.scale, mask_lowest=_mask_lowest(mask), span_heads=1 if spans is None else spans[1],
+        sm_scale=problem.scale, mask_lowest=_mask_lowest(mask),
+        span_heads=1 if spans is None else spans[1],
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, HALVES=config.halves,
         HEAD_DIM=problem.head_dim, BLOCK_D=parts[0], BLOCK_D1=parts[1],
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
@@ -166,7 +167,7 @@ def attention_forward(
     spans = None
     if mask_spans.applies(problem):
         spans = mask_spans.mask_spans(problem, zeroed_strides(problem.mask), config.block_m)
-    if not launch_attention.enabled:  # the interpreter, AMD: Triton's own launch
+    if not launch_attention.enabled:  # interpreter, AMD, unchecked triton: Triton's own launch
         launch_attention(*kernel_arguments(problem, out, lse, config, allow_tf32, spans))
         return
     # A layout seen before launches its prepared variant with this call's tensors: no
