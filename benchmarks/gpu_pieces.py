@@ -29,9 +29,10 @@ sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
 
 import providers  # noqa: E402  (benchmarks/, after the path set-up)
 from providers import Shape  # noqa: E402
+from tqfa.device import probe  # noqa: E402
 from tqfa.problem import build_problem  # noqa: E402
 from tqfa.triton import launch, mask_spans  # noqa: E402
-from tqfa.triton.tuning import KernelConfig  # noqa: E402
+from tqfa.triton.tuning import KernelConfig, select_config  # noqa: E402
 
 K = KernelConfig
 
@@ -184,6 +185,13 @@ def hf_pieces(device: str) -> dict:
         "huggingface.attention_forward, HF mask": lambda: huggingface.attention_forward(
             module, q, k, v, mask),
         "mask_spans, HF mask": lambda: mask_spans.mask_spans(problem, launch.zeroed_strides(mask), 64),
+        # The pieces of the call before the launches (where the host time goes, unprofiled).
+        "build_problem, HF mask": lambda: build_problem(q, k, v, mask),
+        "select_config, HF mask": lambda: select_config(problem, probe(q.device)),
+        "torch.empty_like(q), q a [B, S, H, D] view": lambda: torch.empty_like(q),
+        "torch.empty([B, S, H, D]).transpose(1, 2)": lambda: torch.empty(
+            b, s, hq, d, device=device, dtype=q.dtype).transpose(1, 2),
+        "torch.empty(lse)": lambda: torch.empty(b, hq, s, device=device, dtype=torch.float32),
         "sdpa, is_causal": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                                    enable_gqa=True),
         "tqfa.attention, is_causal": lambda: tqfa.attention(q, k, v, is_causal=True),
