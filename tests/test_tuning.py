@@ -170,8 +170,8 @@ def clean_environment(monkeypatch):
 
 
 def test_sm90_keeps_the_measured_defaults():
-    assert select_config(meta_problem(128), H100) == K(128, 128, 8, 3, tma=True)
-    assert select_config(meta_problem(112), H100) == K(128, 128, 8, 3, tma=True)  # padded to 128
+    assert select_config(meta_problem(128), H100) == K(128, 64, 4, 2, tma=True, halves=2)
+    assert select_config(meta_problem(112), H100) == K(128, 64, 4, 2, tma=True, halves=2)  # 128
     assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # split: 64 + 32
     assert select_config(meta_problem(64), H100) == K(128, 64, 4, 3, tma=True, halves=2)
     assert select_config(meta_problem(64, mask=True), H100) == K(128, 64, 8, 3)  # no spills
@@ -242,7 +242,7 @@ def test_override_replaces_the_selection(monkeypatch):
                                    '"waves_per_eu": 1, "matrix_instr_nonkdim": 32}')
     assert select_config(meta_problem(), DEVICES[7][0]) == K(64, 64, 4, 1, 1, 32)
     monkeypatch.setenv(CONFIG_ENV, "  ")
-    assert select_config(meta_problem(), H100) == K(128, 128, 8, 3, tma=True)
+    assert select_config(meta_problem(), H100) == K(128, 64, 4, 2, tma=True, halves=2)
 
 
 def _json(**fields):

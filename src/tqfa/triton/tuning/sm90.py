@@ -8,12 +8,21 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
 - d128: TMA descriptors on 128x128 w8 s3 gain 7% (513 vs 476 TFLOP/s non-causal, 458 vs 422
   causal 4k, 527 vs 493 causal 16k) since K and V are loaded at the top of the tile loop (1-3%
   before); two row blocks per program (256x64 w8 s3 h2) 509, 429, 495. Since 9d00dd4 (both
-  blocks' QK products issued first) 256x64 w8 s3 TMA h2 beats the default by 2.5-3% non-causal
-  and loses 6-10% causal (h200-2026-11-30-halves.md, runs 2, 3, 5): the default stays.
+  blocks' QK products issued first) 256x64 w8 s3 TMA h2 beats 128x128 w8 s3 TMA by 2.5-3%
+  non-causal and loses 6-10% causal (h200-2026-11-30-halves.md, runs 2, 3, 5). Two row blocks
+  of 64 in one warpgroup (128x64 w4 s2 TMA h2, 97 KB: two programs per SM) beat 128x128 w8 s3
+  TMA non-causal in all four runs that timed both (GPU time 513-523 against 491-516; halves.md
+  runs 2, 3, 5 and h200-2026-11-30-tiles.md run 2) and match it causal (449-460 against
+  437-464 at 4k, 508-524 against 505-533 at 16k): the default since tiles.md. It spills 24
+  bytes (40 causal) under Triton 3.6, in the timed runs too; without descriptors (a layout TMA
+  cannot read) it runs at 477-481 non-causal, where 128x128 w8 s3 ran at 476.
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
   with a mask it spills (compile check), so masked calls keep 128x64 w8 s3 (not timed masked).
+  Nothing else gained in h200-2026-11-30-tiles.md (GPU time, run 2): 128x64 w4 s4 h2 413,
+  256x64 w8 s3 h2 401, 64x64 w4 s3 384, 128x32 w4 s3 h2 361, 128x128 w8 s2 h2 205, against 415;
+  exp2 on the FMA units (a polynomial) for one or both blocks lost 12% and 26% (run 1).
 - "split" (d96 = 64 + 32 and the like): 128x64 w4 s3 (98 KB: two programs per SM, one warpgroup
   each) 459 against 377 for 128x128 w8 s3, 451 with TMA; without descriptors the tile spills 24
   bytes under Triton 3.9 (compile check), with them none. Since both row blocks' QK products are
@@ -55,7 +64,7 @@ PREFILL = Tuning(
     defaults={
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
         (64, 2, "masked"): K(128, 64, 8, 3),
-        (128, 2): K(128, 128, 8, 3, tma=True),
+        (128, 2): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "keymask"): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "masked"): K(128, 64, 8, 3, tma=True),
         (128, 2, "short"): K(64, 64, 4, 3, tma=True),
