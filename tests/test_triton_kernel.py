@@ -16,15 +16,12 @@ import zlib
 
 import pytest
 import torch
-import triton
-import triton.language as tl
 
 import tqfa
 from cases import CASES, make_inputs
 from oracle import reference
 from tqfa.problem import build_problem
 from tqfa.triton import backend as triton_backend
-from tqfa.triton import kernel
 from tqfa.triton.tuning import KernelConfig
 
 DEVICE = os.environ.get("TQFA_TEST_DEVICE", "cpu")
@@ -120,16 +117,12 @@ def test_poisoned_hf_fp32_minimum_rows_average_v(config):
 # cases (head dims up to 128), with square and oblong tiles. On the GPU, tiles whose shared memory
 # fits every case: Triton 3.6 asked for 246784 bytes (limit 232448) for 128x128 s3 with a
 # per-head fp16 mask at d64.
-# poly_exp (exp2 on the FMA units) in one block of one and of two: each path also runs without it.
 if DEVICE == "cuda":
-    FEATURES = [KernelConfig(128, 64, 8, 2, tma=True, poly_exp=1), KernelConfig(64, 64, 4, 3, tma=True),
-                KernelConfig(128, 64, 4, 2, halves=2, poly_exp=1),
-                KernelConfig(128, 32, 8, 2, tma=True, halves=2),
-                KernelConfig(128, 64, 4, 3, tma=True, halves=2, poly_exp=2)]
+    FEATURES = [KernelConfig(128, 64, 8, 2, tma=True), KernelConfig(64, 64, 4, 3, tma=True),
+                KernelConfig(128, 64, 4, 2, halves=2), KernelConfig(128, 32, 8, 2, tma=True, halves=2)]
 else:
-    FEATURES = [KernelConfig(32, 32, 4, 1, tma=True, poly_exp=1), KernelConfig(64, 16, 4, 1, tma=True),
-                KernelConfig(64, 32, 4, 1, halves=2, poly_exp=1),
-                KernelConfig(32, 16, 4, 1, tma=True, halves=2)]
+    FEATURES = [KernelConfig(32, 32, 4, 1, tma=True), KernelConfig(64, 16, 4, 1, tma=True),
+                KernelConfig(64, 32, 4, 1, halves=2), KernelConfig(32, 16, 4, 1, tma=True, halves=2)]
 FEATURE_CASES = [c for c in CASES if c.head_dim <= 128 and c.dv == c.head_dim and c.q_len * c.kv_len
                  and (DEVICE == "cuda" or c.work <= 100_000)]
 
@@ -143,43 +136,6 @@ def test_poisoned_features(case, config):
     causal = case.causal
     problem = build_problem(q, k, v, mask, causal is not None, causal_alignment=causal or "top_left")
     _check(*_poisoned_run(problem, config), q, k, v, mask, causal=causal)
-
-
-@triton.jit
-def _exp2_poly_of(X, Y, N: tl.constexpr):
-    offs = tl.arange(0, N)
-    tl.store(Y + offs, kernel._exp2_poly(tl.load(X + offs)))
-
-
-@needs_kernel
-def test_exp2_poly_is_exp2_to_16_bit_precision():
-    # Every rounding boundary of x + 1.5 * 2^23 (half-integers), the range ends, and below -125,
-    # where the polynomial must stay a number of at most 2^-125 (no weight next to a row max's 1).
-    x = torch.cat([torch.linspace(-126, 0, 4033), torch.arange(-126, 1) - 0.5,
-                   torch.tensor([-126.0, -125.75, -1e-7, 0.0]), torch.linspace(-300, -126.01, 63)])
-    x = x[torch.randperm(x.numel(), generator=torch.Generator().manual_seed(5))][:4096]
-    y = torch.full_like(x, math.nan).to(DEVICE)
-    _exp2_poly_of[(1,)](x.to(DEVICE), y, N=4096)
-    y, want = y.cpu().double(), torch.exp2(x.double())
-    normal = x >= -125
-    assert ((y[normal] / want[normal] - 1).abs() <= 8e-5).all()
-    assert ((y[~normal] >= 0) & (y[~normal] <= 2.0**-125)).all()
-
-
-@needs_kernel
-@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
-def test_poly_exp_on_wide_scores(dtype):
-    # Scores hundreds apart (exp2 arguments far below -126 in the interior tiles), a causal
-    # diagonal and a ragged end; fp32 must keep MUFU's exp2 (launch.py drops poly_exp).
-    gen = torch.Generator().manual_seed(6)
-    q = (_randn(1, 2, 70, 32, dtype=torch.float32, gen=gen) * 6).to(dtype).to(DEVICE)
-    k = (_randn(1, 2, 90, 32, dtype=torch.float32, gen=gen) * 6).to(dtype).to(DEVICE)
-    v = _randn(1, 2, 90, 32, dtype=dtype, gen=gen).to(DEVICE)
-    config = KernelConfig(32, 16, 4, 1, halves=2, poly_exp=2)
-    for causal in (None, "bottom_right"):
-        problem = build_problem(q, k, v, is_causal=causal is not None,
-                                causal_alignment=causal or "top_left")
-        _check(*_poisoned_run(problem, config), q, k, v, causal=causal)
 
 
 @needs_kernel

@@ -77,7 +77,7 @@ def _split_tiles(
         if BOUNDARY:
             visible = cols[None, :] <= col_limit[:, None]
         p, alpha, m_new = softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND,
-                                       FOLD_SCALE, BOUNDARY, False)
+                                       FOLD_SCALE, BOUNDARY)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)

@@ -45,10 +45,6 @@ Feature flags (launch.py sets them from the problem and the configuration):
   state, which share every K/V tile load; in each tile the second block's QK product is issued
   while the first block's softmax runs (FlashAttention-3's overlap of MMA and softmax within a
   warpgroup, expressed as instruction order instead of warp specialisation).
-- POLY_EXP (16-bit inputs): in the interior tiles of the unmasked hot path, the exp2 of the last
-  POLY_EXP row blocks runs as a polynomial on the FMA units (_exp2_poly) instead of on MUFU, whose
-  16 exp2 per clock and SM take as long as the tensor cores' QK and PV products at head dim 64
-  (FlashAttention-4's split of the exponentials between the two units).
 
 Specialisation: lengths and causal_offset are never specialised (no compile per length); strides
 keep Triton's 1 / multiple-of-16 specialisation, which proves the 16-byte alignment of the tile
@@ -69,15 +65,6 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 # float32's finite minimum: float64 mask values below it are clamped to it (softmax_step).
 FP32_MIN = tl.constexpr(-3.4028234663852886e38)
-
-# exp2 on the FMA units (_exp2_poly): x + ROUND_MAGIC (1.5 * 2^23) rounds x to an integer held in
-# the low mantissa bits, and 2^f on [-1/2, 1/2] is a degree-3 minimax polynomial (relative error
-# 7.5e-5, below a 16-bit P's rounding: 2^-9 in bf16, 2^-11 in fp16).
-ROUND_MAGIC = tl.constexpr(12582912.0)
-EXP2_C0 = tl.constexpr(0.9999281167984009)
-EXP2_C1 = tl.constexpr(0.6932609677314758)
-EXP2_C2 = tl.constexpr(0.24261081218719482)
-EXP2_C3 = tl.constexpr(0.055171433836221695)
 
 # Mask values per step of the KV_RANGE scan.
 RANGE_SCAN = tl.constexpr(1024)
@@ -139,28 +126,12 @@ def load_mask_tile(ptrs, cols, kv_len, BOUNDARY: tl.constexpr):
 
 
 @triton.jit
-def _exp2_poly(x):
-    """2^x for finite x <= 0 without the MUFU unit (whose exp2 rate, 16 per clock and SM on
-    sm90, equals the tensor cores' rate at head dim 64): FADD, FFMA and one integer shift-add.
-    Below -125 it returns a number of at most 2^-125 instead of 2^x (the exponent field bottoms
-    out), which is no weight next to the row max's 1; it is never used where a score can be -inf
-    (that must give exactly 0)."""
-    x = tl.maximum(x, -126.0)
-    j = x + ROUND_MAGIC
-    f = x - (j - ROUND_MAGIC)
-    p = tl.fma(tl.fma(tl.fma(f, EXP2_C3, EXP2_C2), f, EXP2_C1), f, EXP2_C0)
-    bits = p.to(tl.int32, bitcast=True) + (j.to(tl.int32, bitcast=True) << 23)
-    return bits.to(tl.float32, bitcast=True)
-
-
-@triton.jit
 def softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND: tl.constexpr,
-                 FOLD_SCALE: tl.constexpr, BOUNDARY: tl.constexpr, POLY_EXP: tl.constexpr):
+                 FOLD_SCALE: tl.constexpr, BOUNDARY: tl.constexpr):
     """One tile of raw scores qk [rows, BLOCK_N] against the running row max m_i: (p, alpha,
     m_new), p the tile's unnormalised weights and alpha the factor that rescales the running
     state (see Units above; the decode kernel uses it too). mask_val: the tile's mask values, read
-    when MASK_KIND != NO_MASK; visible: which keys each row may see, read when BOUNDARY. POLY_EXP:
-    p comes from _exp2_poly in the hot path's interior tiles, where every score is finite."""
+    when MASK_KIND != NO_MASK; visible: which keys each row may see, read when BOUNDARY."""
     if MASK_KIND == NO_MASK and FOLD_SCALE:
         # The hot path: visible scores are finite and qk_scale > 0, so the max commutes with
         # the scaling (hidden keys are -inf before it) and the exp2 argument is one FMA.
@@ -170,10 +141,7 @@ def softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND: tl.c
         m_use = m_new
         if BOUNDARY:  # a row that has seen no key yet still has m = -inf
             m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        if POLY_EXP and not BOUNDARY:
-            p = _exp2_poly(tl.fma(qk, qk_scale, -m_use[:, None]))
-        else:
-            p = tl.math.exp2(tl.fma(qk, qk_scale, -m_use[:, None]))
+        p = tl.math.exp2(tl.fma(qk, qk_scale, -m_use[:, None]))
         alpha = tl.math.exp2(m_i - m_use)
     else:
         if MASK_KIND == ADDITIVE_MASK:
@@ -213,7 +181,6 @@ def _fold_scores(
     acc, acc1, l_i, m_i, qk, v, v1, mask_ptrs, cols, col_limit, kv_len, sm_scale, qk_scale,
     BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
     MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    POLY_EXP: tl.constexpr,
 ):
     """Fold one K/V tile, given its raw scores qk, into the running state of one row block (the
     invariant above)."""
@@ -228,7 +195,7 @@ def _fold_scores(
         else:
             visible = (cols < kv_len)[None, :]
     p, alpha, m_new = softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND,
-                                   FOLD_SCALE, BOUNDARY, POLY_EXP)
+                                   FOLD_SCALE, BOUNDARY)
     l_i = l_i * alpha + tl.sum(p, 1)
     p = p.to(v.dtype)
     acc = tl.dot(p, v, acc * alpha[:, None], input_precision=DOT_PRECISION)
@@ -247,7 +214,6 @@ def _attend_tiles(
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     HALVES: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
     FOLD_SCALE: tl.constexpr, TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    POLY_EXP: tl.constexpr,
 ):
     """Stream the KV tiles [n_start, n_stop) through the row block (and, with HALVES == 2, its
     second half: the *_b state, which is passed through untouched otherwise). BOUNDARY tiles may
@@ -271,13 +237,12 @@ def _attend_tiles(
             qk_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)
         acc, acc1, l_i, m_i = _fold_scores(
             acc, acc1, l_i, m_i, qk, v, v1, mask_base + mask_step, cols, col_limit, kv_len,
-            sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION,
-            POLY_EXP >= HALVES)
+            sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
         if HALVES == 2:
             acc_b, acc1_b, l_b, m_b = _fold_scores(
                 acc_b, acc1_b, l_b, m_b, qk_b, v, v1, mask_base_b + mask_step, cols, col_limit_b,
                 kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
-                DOT_PRECISION, POLY_EXP >= 1)
+                DOT_PRECISION)
     return acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b
 
 
@@ -367,7 +332,7 @@ def attention_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
     KV_RANGE: tl.constexpr, BLOCK_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, POLY_EXP: tl.constexpr,
+    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
@@ -477,7 +442,6 @@ def attention_fwd_kernel(
         qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        POLY_EXP=POLY_EXP,
     )
     if BLOCK_RANGE:
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
@@ -488,7 +452,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=NO_MASK, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            POLY_EXP=POLY_EXP,
         )
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
             acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -498,7 +461,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            POLY_EXP=POLY_EXP,
         )
     acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
         acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -508,7 +470,6 @@ def attention_fwd_kernel(
         sm_scale, qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=True, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        POLY_EXP=POLY_EXP,
     )
 
     _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_ob, stride_oh,

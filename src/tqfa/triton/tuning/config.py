@@ -46,10 +46,6 @@ class KernelConfig:
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
-    # Row blocks (of `halves`) whose exp2 in the unmasked interior tiles runs on the FMA units
-    # instead of MUFU (kernel.py: POLY_EXP): 1 with halves 2 puts the second block's there. 16-bit
-    # inputs only: launch.py drops it for fp32, whose P is not rounded to 16 bits.
-    poly_exp: int = 0
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -70,9 +66,6 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        if not _is_int(self.poly_exp) or not 0 <= self.poly_exp <= self.halves:
-            raise ValueError(f"poly_exp must be an integer from 0 to halves ({self.halves}), "
-                             f"got {self.poly_exp!r}")
         if not isinstance(self.tma, bool):
             raise ValueError(f"tma must be true or false, got {self.tma!r}")
 
@@ -86,7 +79,6 @@ class KernelConfig:
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""
-        tags += f" p{self.poly_exp}" if self.poly_exp else ""
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
 
     @classmethod
