@@ -117,15 +117,12 @@ def test_poisoned_hf_fp32_minimum_rows_average_v(config):
 # cases (head dims up to 128), with square and oblong tiles. On the GPU, tiles whose shared memory
 # fits every case: Triton 3.6 asked for 246784 bytes (limit 232448) for 128x128 s3 with a
 # per-head fp16 mask at d64.
-# lazy_rescale on one tile of one row block and one of two; each path also runs without it.
 if DEVICE == "cuda":
-    FEATURES = [KernelConfig(128, 64, 8, 2, tma=True, lazy_rescale=True),
-                KernelConfig(64, 64, 4, 3, tma=True), KernelConfig(128, 64, 4, 2, halves=2),
-                KernelConfig(128, 32, 8, 2, tma=True, halves=2, lazy_rescale=True)]
+    FEATURES = [KernelConfig(128, 64, 8, 2, tma=True), KernelConfig(64, 64, 4, 3, tma=True),
+                KernelConfig(128, 64, 4, 2, halves=2), KernelConfig(128, 32, 8, 2, tma=True, halves=2)]
 else:
-    FEATURES = [KernelConfig(32, 32, 4, 1, tma=True, lazy_rescale=True),
-                KernelConfig(64, 16, 4, 1, tma=True), KernelConfig(64, 32, 4, 1, halves=2),
-                KernelConfig(32, 16, 4, 1, tma=True, halves=2, lazy_rescale=True)]
+    FEATURES = [KernelConfig(32, 32, 4, 1, tma=True), KernelConfig(64, 16, 4, 1, tma=True),
+                KernelConfig(64, 32, 4, 1, halves=2), KernelConfig(32, 16, 4, 1, tma=True, halves=2)]
 FEATURE_CASES = [c for c in CASES if c.head_dim <= 128 and c.dv == c.head_dim and c.q_len * c.kv_len
                  and (DEVICE == "cuda" or c.work <= 100_000)]
 
@@ -139,24 +136,6 @@ def test_poisoned_features(case, config):
     causal = case.causal
     problem = build_problem(q, k, v, mask, causal is not None, causal_alignment=causal or "top_left")
     _check(*_poisoned_run(problem, config), q, k, v, mask, causal=causal)
-
-
-@needs_kernel
-@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
-@pytest.mark.parametrize("halves", [1, 2])
-def test_lazy_rescale_on_growing_scores(dtype, halves):
-    # Key norms that grow along the sequence: each row's max moves tile after tile, by less and by
-    # more than the slack, and the rows of one block move at different tiles.
-    gen = torch.Generator().manual_seed(6)
-    growth = torch.linspace(0.2, 4.0, 150)[:, None]
-    q = _randn(1, 2, 70, 32, dtype=torch.float32, gen=gen).to(dtype).to(DEVICE)
-    k = (_randn(1, 1, 150, 32, dtype=torch.float32, gen=gen) * growth).to(dtype).to(DEVICE)
-    v = _randn(1, 1, 150, 32, dtype=dtype, gen=gen).to(DEVICE)
-    config = KernelConfig(32 * halves, 16, 4, 1, halves=halves, lazy_rescale=True)
-    for causal in (None, "bottom_right"):
-        problem = build_problem(q, k, v, is_causal=causal is not None,
-                                causal_alignment=causal or "top_left")
-        _check(*_poisoned_run(problem, config), q, k, v, causal=causal)
 
 
 @needs_kernel

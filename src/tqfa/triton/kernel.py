@@ -66,10 +66,6 @@ LN2 = tl.constexpr(0.6931471805599453)
 # float32's finite minimum: float64 mask values below it are clamped to it (softmax_step).
 FP32_MIN = tl.constexpr(-3.4028234663852886e38)
 
-# LAZY_RESCALE: how far (log2 units) a row's scores may pass its running max before the max moves;
-# p stays below 2^8, far inside fp16's and bf16's range.
-RESCALE_SLACK = tl.constexpr(8.0)
-
 # Mask values per step of the KV_RANGE scan.
 RANGE_SCAN = tl.constexpr(1024)
 
@@ -185,30 +181,9 @@ def _fold_scores(
     acc, acc1, l_i, m_i, qk, v, v1, mask_ptrs, cols, col_limit, kv_len, sm_scale, qk_scale,
     BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
     MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    LAZY_RESCALE: tl.constexpr,
 ):
     """Fold one K/V tile, given its raw scores qk, into the running state of one row block (the
     invariant above)."""
-    if LAZY_RESCALE and MASK_KIND == NO_MASK and FOLD_SCALE and not BOUNDARY:
-        # The running max moves only when some row's tile max passes it by more than
-        # RESCALE_SLACK: until then p = exp2(s - m_i) <= 2^RESCALE_SLACK, and the rescale of the
-        # accumulator (a multiply per accumulator element) is skipped for the whole block.
-        m_tile = tl.max(qk, 1) * qk_scale
-        if tl.max(m_tile - m_i, 0) > RESCALE_SLACK:
-            m_new = tl.maximum(m_i, m_tile)
-            alpha = tl.math.exp2(m_i - m_new)
-            l_i = l_i * alpha
-            acc = acc * alpha[:, None]
-            if BLOCK_D1 > 0:
-                acc1 = acc1 * alpha[:, None]
-            m_i = m_new
-        p = tl.math.exp2(tl.fma(qk, qk_scale, -m_i[:, None]))
-        l_i = l_i + tl.sum(p, 1)
-        p = p.to(v.dtype)
-        acc = tl.dot(p, v, acc, input_precision=DOT_PRECISION)
-        if BLOCK_D1 > 0:
-            acc1 = tl.dot(p, v1, acc1, input_precision=DOT_PRECISION)
-        return acc, acc1, l_i, m_i
     mask_val = 0
     if MASK_KIND != NO_MASK:
         mask_val = load_mask_tile(mask_ptrs, cols, kv_len, BOUNDARY)
@@ -239,7 +214,6 @@ def _attend_tiles(
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     HALVES: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
     FOLD_SCALE: tl.constexpr, TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    LAZY_RESCALE: tl.constexpr,
 ):
     """Stream the KV tiles [n_start, n_stop) through the row block (and, with HALVES == 2, its
     second half: the *_b state, which is passed through untouched otherwise). BOUNDARY tiles may
@@ -263,13 +237,12 @@ def _attend_tiles(
             qk_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)
         acc, acc1, l_i, m_i = _fold_scores(
             acc, acc1, l_i, m_i, qk, v, v1, mask_base + mask_step, cols, col_limit, kv_len,
-            sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION,
-            LAZY_RESCALE)
+            sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
         if HALVES == 2:
             acc_b, acc1_b, l_b, m_b = _fold_scores(
                 acc_b, acc1_b, l_b, m_b, qk_b, v, v1, mask_base_b + mask_step, cols, col_limit_b,
                 kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
-                DOT_PRECISION, LAZY_RESCALE)
+                DOT_PRECISION)
     return acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b
 
 
@@ -359,7 +332,7 @@ def attention_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
     KV_RANGE: tl.constexpr, BLOCK_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, LAZY_RESCALE: tl.constexpr,
+    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
@@ -469,7 +442,6 @@ def attention_fwd_kernel(
         qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        LAZY_RESCALE=LAZY_RESCALE,
     )
     if BLOCK_RANGE:
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
@@ -480,7 +452,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=NO_MASK, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            LAZY_RESCALE=LAZY_RESCALE,
         )
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
             acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -490,7 +461,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            LAZY_RESCALE=LAZY_RESCALE,
         )
     acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
         acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -500,7 +470,6 @@ def attention_fwd_kernel(
         sm_scale, qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=True, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        LAZY_RESCALE=LAZY_RESCALE,
     )
 
     _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_ob, stride_oh,

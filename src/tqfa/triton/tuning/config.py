@@ -46,9 +46,6 @@ class KernelConfig:
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
-    # kernel.py: LAZY_RESCALE: in the unmasked interior tiles the running max (and with it the
-    # accumulator's rescale) moves only when a score passes it by more than 2^8.
-    lazy_rescale: bool = False
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -69,8 +66,6 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        if not isinstance(self.lazy_rescale, bool):
-            raise ValueError(f"lazy_rescale must be true or false, got {self.lazy_rescale!r}")
         if not isinstance(self.tma, bool):
             raise ValueError(f"tma must be true or false, got {self.tma!r}")
 
@@ -84,7 +79,6 @@ class KernelConfig:
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""
-        tags += " lazy" if self.lazy_rescale else ""
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
 
     @classmethod
