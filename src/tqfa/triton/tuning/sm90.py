@@ -11,9 +11,9 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   blocks' QK products issued first) 256x64 w8 s3 TMA h2 beats 128x128 w8 s3 TMA by 2.5-3%
   non-causal and loses 6-10% causal (h200-2026-11-30-halves.md, runs 2, 3, 5). Two row blocks
   of 64 in one warpgroup (128x64 w4 s2 TMA h2, 97 KB: two programs per SM) beat 128x128 w8 s3
-  TMA non-causal in all four runs that timed both (GPU time 513-523 against 491-516; halves.md
-  runs 2, 3, 5 and h200-2026-11-30-tiles.md run 2) and match it causal (449-460 against
-  437-464 at 4k, 508-524 against 505-533 at 16k): the default since tiles.md. It spills 24
+  TMA non-causal in all six runs that timed both (GPU time 513-526 against 491-516; halves.md
+  runs 2, 3, 5 and h200-2026-11-30-tiles.md runs 2-4) and causal in four of six (449-461 against
+  437-464 at 4k, 508-529 against 505-533 at 16k): the default since tiles.md run 2. It spills 24
   bytes (40 causal) under Triton 3.6, in the timed runs too; without descriptors (a layout TMA
   cannot read) it runs at 477-481 non-causal, where 128x128 w8 s3 ran at 476.
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
