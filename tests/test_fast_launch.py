@@ -360,3 +360,28 @@ def test_prepared_launches_match_tritons_own(name, monkeypatch):
             monkeypatch.setattr(launch, "kernel_arguments", None)  # the prepared launch or a TypeError
         launch.attention_forward(problem, out, lse, config, False)
         assert torch.equal(out, expected["Out"]) and torch.equal(lse, expected["Lse"]), seed
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="compiled variants need a GPU (TQFA_TEST_DEVICE=cuda)")
+def test_a_layout_without_a_prepared_launch_is_not_prepared_again(monkeypatch):
+    """A layout whose launch cannot be prepared (PreparedLaunch.of gives None) keeps launching
+    through kernel_arguments, correctly, without being offered to PreparedLaunch again."""
+    offered = []
+
+    class Unprepared:
+        @staticmethod
+        def of(*args):
+            offered.append(args)
+
+    monkeypatch.setattr(launch, "PreparedLaunch", Unprepared)
+    monkeypatch.setattr(launch, "_prepared", {})
+    problem = _problem(**next(iter(PROBLEMS.values())), seed=0)
+    grid, kwargs = _arguments(problem, CONFIG)
+    expected = dict(Out=torch.full_like(kwargs["Out"], math.nan),
+                    Lse=torch.full_like(kwargs["Lse"], math.nan))
+    attention_fwd_kernel[grid](**fast_launch.triton_kwargs({**kwargs, **expected}))
+    for _ in range(2):
+        out, lse = kwargs["Out"].fill_(math.nan), kwargs["Lse"].fill_(math.nan)
+        launch.attention_forward(problem, out, lse, CONFIG, False)
+        assert torch.equal(out, expected["Out"]) and torch.equal(lse, expected["Lse"])
+    assert len(offered) == 1

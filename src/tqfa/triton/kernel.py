@@ -42,9 +42,12 @@ Feature flags (launch.py sets them from the problem and the configuration):
   hidden key has no weight in a bool mask. The tiles inside the run of keys that every row sees
   are computed without reading the mask.
 - HALVES == 2: the program's BLOCK_M rows are two row blocks of BLOCK_M // 2 with their own
-  state, which share every K/V tile load; in each tile the second block's QK product is issued
-  while the first block's softmax runs (FlashAttention-3's overlap of MMA and softmax within a
-  warpgroup, expressed as instruction order instead of warp specialisation).
+  state, which share every K/V tile load; in each tile both blocks' QK products are issued
+  before either softmax (FlashAttention-3's overlap of MMA and softmax within a warpgroup,
+  expressed as instruction order instead of warp specialisation). Triton 3.6 waits on each QK
+  product right after issuing it (wgmma.wait_group 0 in the PTX); the overlap comes from ptxas,
+  which schedules part of the first block's softmax ahead of that wait, and the first block's
+  PV product, which is not waited on, runs under the second block's softmax.
 
 Specialisation: lengths and causal_offset are never specialised (no compile per length); strides
 keep Triton's 1 / multiple-of-16 specialisation, which proves the 16-byte alignment of the tile
@@ -228,10 +231,9 @@ def _attend_tiles(
                          offs_d, offs_d1, stride_vn, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1,
                          BOUNDARY, TMA)
         mask_step = (tl.cast(start_n, tl.int64) * stride_mn + mask_offs)[None, :]
-        # With HALVES == 2 both halves' QK products are issued before either softmax: the
-        # second runs on the tensor cores while the first half's softmax runs, and the first
-        # half's PV product while the second's runs (FlashAttention-3's intra-warpgroup overlap,
-        # by instruction order; issued one half after the other, nothing overlapped).
+        # With HALVES == 2 both halves' QK products are issued before either softmax, so that
+        # tensor-core work can overlap a softmax (see HALVES above for how much of it does);
+        # issued one half after the other, nothing overlapped.
         qk = _scores(q, q1, k, k1, BLOCK_D1, DOT_PRECISION)
         if HALVES == 2:
             qk_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)

@@ -18,7 +18,8 @@ from .tuning import KernelConfig, head_parts
 # decides when kernel.py is imported, not when the kernel is called.
 INTERPRETED = not isinstance(attention_fwd_kernel, triton.runtime.JITFunction)
 launch_attention = Launcher(attention_fwd_kernel)
-# attention_forward's prepared launches, by _plan_key.
+# attention_forward's prepared launches, by _plan_key; None for a layout that has none (a variant
+# launched through Triton's own path, such as int64 arguments), which is then not tried again.
 _prepared: dict[tuple, PreparedLaunch | None] = {}
 MAX_PREPARED = 256
 
@@ -174,11 +175,13 @@ def attention_forward(
     # kernel_arguments, no binding, no key (PreparedLaunch).
     tensors = tensor_arguments(problem, out, lse, spans)
     key = _plan_key(problem, tensors, config, allow_tf32, None if spans is None else spans[1])
+    unseen = key not in _prepared
     prepared = _prepared.get(key)
     if prepared is not None and prepared(tensors):
         return
     grid, kwargs = kernel_arguments(problem, out, lse, config, allow_tf32, spans)
     launch_attention(grid, kwargs)
-    if len(_prepared) >= MAX_PREPARED:
-        _prepared.clear()
-    _prepared[key] = PreparedLaunch.of(launch_attention, grid, kwargs, _DESCRIBED)
+    if unseen or prepared is not None:  # new, or prepared under another launch environment
+        if len(_prepared) >= MAX_PREPARED:
+            _prepared.clear()
+        _prepared[key] = PreparedLaunch.of(launch_attention, grid, kwargs, _DESCRIBED)
