@@ -154,6 +154,19 @@ def output_pieces(device: str) -> dict:
     return us
 
 
+def _span_launch(problem) -> tuple:
+    """(grid, keyword arguments) of the span kernel for `problem`'s mask, 64-row blocks."""
+    strides = launch.zeroed_strides(problem.mask)
+    b, hq, sq, skv = problem.mask.shape
+    heads = hq if strides[1] else 1
+    parts = -(-sq // 64) * (64 // mask_spans.PART_ROWS)
+    spans = torch.empty(b * heads * parts * 4, dtype=torch.int32, device=problem.device)
+    return (parts, b * heads), dict(
+        Mask=problem.mask, Spans=spans, stride_mb=strides[0], stride_mh=strides[1],
+        stride_mm=strides[2], stride_mn=strides[3], heads=heads, q_len=sq, kv_len=skv,
+        ROWS=mask_spans.PART_ROWS, BLOCK_N=mask_spans.SCAN_KEYS, num_warps=4, num_stages=2)
+
+
 def hf_pieces(device: str) -> dict:
     """Host microseconds per call of one attention of gpu_hf_check.py's models (B4 Hq8 Hkv2 S333
     D128 bf16, q/k/v as views of [B, S, H, D] projections, HF's left-padded causal bool mask
@@ -176,6 +189,7 @@ def hf_pieces(device: str) -> dict:
     causal = torch.ones(s, s, dtype=torch.bool, device=device).tril()
     mask = (causal[None] & keep[:, None, :])[:, None]  # [B, 1, S, S]
     problem = build_problem(q, k, v, mask)
+    span_launch = _span_launch(problem)
     module = torch.nn.Module()
     module.is_causal = True
     calls = {
@@ -185,6 +199,9 @@ def hf_pieces(device: str) -> dict:
         "huggingface.attention_forward, HF mask": lambda: huggingface.attention_forward(
             module, q, k, v, mask),
         "mask_spans, HF mask": lambda: mask_spans.mask_spans(problem, launch.zeroed_strides(mask), 64),
+        # The span kernel's launch alone through the Launcher, as mask_spans made it before its
+        # launches were prepared (without building the arguments).
+        "span kernel through the Launcher, HF mask": lambda: mask_spans.launch_spans(*span_launch),
         # The pieces of the call before the launches (where the host time goes, unprofiled).
         "build_problem, HF mask": lambda: build_problem(q, k, v, mask),
         "select_config, HF mask": lambda: select_config(problem, probe(q.device)),

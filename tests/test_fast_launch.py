@@ -20,7 +20,7 @@ from triton.runtime.jit import JITFunction
 
 from oracle import reference
 from tqfa.problem import build_problem
-from tqfa.triton import decode_launch, fast_launch, launch
+from tqfa.triton import decode_launch, fast_launch, launch, mask_spans
 from tqfa.triton.decode_config import DecodeConfig
 from tqfa.triton.kernel import attention_fwd_kernel
 from tqfa.triton.tuning import KernelConfig
@@ -373,8 +373,8 @@ def test_a_layout_without_a_prepared_launch_is_not_prepared_again(monkeypatch):
         def of(*args):
             offered.append(args)
 
-    monkeypatch.setattr(launch, "PreparedLaunch", Unprepared)
-    monkeypatch.setattr(launch, "_prepared", {})
+    monkeypatch.setattr(fast_launch, "PreparedLaunch", Unprepared)
+    monkeypatch.setattr(launch, "_prepared", fast_launch.PreparedLaunches(launch.launch_attention))
     problem = _problem(**next(iter(PROBLEMS.values())), seed=0)
     grid, kwargs = _arguments(problem, CONFIG)
     expected = dict(Out=torch.full_like(kwargs["Out"], math.nan),
@@ -385,3 +385,67 @@ def test_a_layout_without_a_prepared_launch_is_not_prepared_again(monkeypatch):
         launch.attention_forward(problem, out, lse, CONFIG, False)
         assert torch.equal(out, expected["Out"]) and torch.equal(lse, expected["Lse"])
     assert len(offered) == 1
+
+
+def test_prepared_launches_prepare_each_key_once(monkeypatch):
+    """PreparedLaunches: a key's first call launches through the launcher and prepares; later
+    calls go through the prepared launch with their tensors only; a key that cannot be prepared
+    is not offered again; one whose environment changed is prepared anew; the limit clears."""
+    log = []
+
+    class Prepared:
+        def __init__(self, grid, works):
+            self.grid, self.works = grid, works
+
+        @staticmethod
+        def of(launcher, grid, kwargs, described):
+            log.append(("of", grid))
+            return None if grid == "unpreparable" else Prepared(grid, [True])
+
+        def __call__(self, tensors):
+            log.append(("prepared", self.grid, tensors["T"]))
+            return self.works.pop() if self.works else False
+
+    monkeypatch.setattr(fast_launch, "PreparedLaunch", Prepared)
+    cache = fast_launch.PreparedLaunches(lambda grid, kwargs: log.append(("launch", grid)), limit=3)
+
+    def call(key, tensor, grid=None):
+        log.clear()
+        cache(key, {"T": tensor}, lambda: (grid or key, {}))
+        return list(log)
+
+    assert call("a", 1) == [("launch", "a"), ("of", "a")]
+    assert call("a", 2) == [("prepared", "a", 2)]
+    # Its environment changed (the prepared launch refuses): launched and prepared again.
+    assert call("a", 3) == [("prepared", "a", 3), ("launch", "a"), ("of", "a")]
+    assert call("u", 1, "unpreparable") == [("launch", "unpreparable"), ("of", "unpreparable")]
+    assert call("u", 2, "unpreparable") == [("launch", "unpreparable")]
+    assert call("b", 1) == [("launch", "b"), ("of", "b")]
+    assert set(cache.by_key) == {"a", "u", "b"}
+    call("c", 1)  # past the limit: the cache starts over
+    assert set(cache.by_key) == {"c"}
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="compiled variants need a GPU (TQFA_TEST_DEVICE=cuda)")
+def test_prepared_span_launches_match_tritons_own(monkeypatch):
+    """mask_spans' second call of a mask layout goes through its prepared launch (the launcher
+    refuses) and writes what the span kernel writes through Triton's own launch for that mask."""
+    q = k = v = torch.randn(2, 4, 90, 64, device=DEVICE, dtype=torch.float16)
+    for seed in (0, 1):
+        gen = torch.Generator().manual_seed(seed)
+        pads = torch.randint(0, 60, (2,), generator=gen)
+        keep = (torch.arange(90)[None, :] >= pads[:, None])[:, None, None, :]
+        mask = (keep & torch.ones(90, 90, dtype=torch.bool).tril()).to(DEVICE)  # [2, 1, 90, 90]
+        problem = build_problem(q, k, v, mask)
+        strides = launch.zeroed_strides(problem.mask)
+        if seed:
+            def refuse(grid, kwargs):
+                raise AssertionError("not the prepared launch")
+            monkeypatch.setattr(mask_spans._prepared, "launcher", refuse)
+        spans, heads = mask_spans.mask_spans(problem, strides, 64)
+        expected = torch.full_like(spans, -7)
+        parts = spans.numel() // (4 * 2 * heads)
+        mask_spans.mask_spans_kernel[(parts, 2 * heads)](
+            problem.mask, expected, *strides, heads, 90, 90, ROWS=mask_spans.PART_ROWS,
+            BLOCK_N=mask_spans.SCAN_KEYS, num_warps=4, num_stages=2)
+        assert torch.equal(spans, expected), seed

@@ -32,6 +32,7 @@ get `TensorDescriptor`s and Triton's per-launch maps.
 A `PreparedLaunch` goes one step further for a caller that keys its calls itself (launch.py keys
 them by everything the arguments depend on besides the tensors): it keeps one call's variant
 and argument values, and later calls only put their tensors in, with no binding and no key.
+`PreparedLaunches` holds them by the caller's key.
 """
 
 from __future__ import annotations
@@ -248,6 +249,31 @@ class PreparedLaunch:
                                         prepared.block_shape, prepared.padding))
         self.launch(self.grid, values)
         return True
+
+
+class PreparedLaunches:
+    """A launcher's prepared launches by the caller's key (see PreparedLaunch for what the key
+    must cover). A key whose launch cannot be prepared (PreparedLaunch.of gives None) is not
+    offered again; one prepared under another launch environment is prepared anew."""
+
+    def __init__(self, launcher: Launcher, described: dict[str, str] | None = None,
+                 limit: int = 256):
+        self.launcher, self.described, self.limit = launcher, described or {}, limit
+        self.by_key: dict[tuple, PreparedLaunch | None] = {}
+
+    def __call__(self, key: tuple, tensors: dict[str, torch.Tensor], arguments) -> None:
+        """Launch with `tensors`, through the launch prepared under `key` when there is one, else
+        through the launcher with `arguments()` (grid, keyword arguments)."""
+        unseen = key not in self.by_key
+        prepared = self.by_key.get(key)
+        if prepared is not None and prepared(tensors):
+            return
+        grid, kwargs = arguments()
+        self.launcher(grid, kwargs)
+        if unseen or prepared is not None:
+            if len(self.by_key) >= self.limit:
+                self.by_key.clear()
+            self.by_key[key] = PreparedLaunch.of(self.launcher, grid, kwargs, self.described)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import triton
 
 from ..problem import Problem
 from . import mask_spans
-from .fast_launch import HostDescriptor, Launcher, PreparedLaunch, TensorDescriptor
+from .fast_launch import HostDescriptor, Launcher, PreparedLaunches, TensorDescriptor
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
 from .tuning import KernelConfig, head_parts
 
@@ -18,10 +18,6 @@ from .tuning import KernelConfig, head_parts
 # decides when kernel.py is imported, not when the kernel is called.
 INTERPRETED = not isinstance(attention_fwd_kernel, triton.runtime.JITFunction)
 launch_attention = Launcher(attention_fwd_kernel)
-# attention_forward's prepared launches, by _plan_key; None for a layout that has none (a variant
-# launched through Triton's own path, such as int64 arguments), which is then not tried again.
-_prepared: dict[tuple, PreparedLaunch | None] = {}
-MAX_PREPARED = 256
 
 
 def zeroed_strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
@@ -97,6 +93,8 @@ def tensor_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor,
 
 # The tensor parameter each descriptor parameter describes, for PreparedLaunch.
 _DESCRIBED = dict(q_desc="Q", q_desc1="Q", k_desc="K", k_desc1="K", v_desc="V", v_desc1="V")
+# attention_forward's prepared launches, by _plan_key.
+_prepared = PreparedLaunches(launch_attention, _DESCRIBED)
 
 
 def _plan_key(problem: Problem, tensors: dict, config: KernelConfig, allow_tf32: bool,
@@ -175,13 +173,4 @@ def attention_forward(
     # kernel_arguments, no binding, no key (PreparedLaunch).
     tensors = tensor_arguments(problem, out, lse, spans)
     key = _plan_key(problem, tensors, config, allow_tf32, None if spans is None else spans[1])
-    unseen = key not in _prepared
-    prepared = _prepared.get(key)
-    if prepared is not None and prepared(tensors):
-        return
-    grid, kwargs = kernel_arguments(problem, out, lse, config, allow_tf32, spans)
-    launch_attention(grid, kwargs)
-    if unseen or prepared is not None:  # new, or prepared under another launch environment
-        if len(_prepared) >= MAX_PREPARED:
-            _prepared.clear()
-        _prepared[key] = PreparedLaunch.of(launch_attention, grid, kwargs, _DESCRIBED)
+    _prepared(key, tensors, lambda: kernel_arguments(problem, out, lse, config, allow_tf32, spans))

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ..problem import Problem
-from .fast_launch import Launcher
+from .fast_launch import Launcher, PreparedLaunches
 
 # Rows per program and keys per step of its scan. A query block's span comes in
 # BLOCK_M // PART_ROWS parts, which the forward kernel combines (kernel.py reads 16-row parts).
@@ -65,6 +65,10 @@ def mask_spans_kernel(Mask, Spans, stride_mb, stride_mh, stride_mm, stride_mn, h
 
 
 launch_spans = Launcher(mask_spans_kernel)
+# mask_spans' prepared launches, keyed by what the kernel's arguments depend on besides the two
+# tensors (the mask's shape and strides, block_m) and their 16-byte alignment: every layer of an
+# HF forward pass hands the same layout.
+_prepared = PreparedLaunches(launch_spans)
 
 
 def applies(problem: Problem) -> bool:
@@ -84,9 +88,17 @@ def mask_spans(problem: Problem, strides: tuple[int, int, int, int], block_m: in
     heads = hq if smh != 0 else 1
     parts = -(-sq // block_m) * (block_m // PART_ROWS)
     spans = torch.empty(b * heads * parts * 4, dtype=torch.int32, device=mask.device)
-    launch_spans((parts, b * heads), dict(
-        Mask=mask, Spans=spans, stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
-        heads=heads, q_len=sq, kv_len=skv, ROWS=PART_ROWS, BLOCK_N=SCAN_KEYS, num_warps=4,
-        num_stages=2,
-    ))
+
+    def arguments():
+        return (parts, b * heads), dict(
+            Mask=mask, Spans=spans, stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
+            heads=heads, q_len=sq, kv_len=skv, ROWS=PART_ROWS, BLOCK_N=SCAN_KEYS, num_warps=4,
+            num_stages=2,
+        )
+
+    if not launch_spans.enabled:  # interpreter, AMD, unchecked triton: Triton's own launch
+        launch_spans(*arguments())
+    else:
+        key = (mask.shape, strides, block_m, mask.data_ptr() % 16 == 0, spans.data_ptr() % 16 == 0)
+        _prepared(key, dict(Mask=mask, Spans=spans), arguments)
     return spans, heads
