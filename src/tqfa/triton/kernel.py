@@ -274,8 +274,7 @@ def _key_range(mask_row, stride_mn, kv_len, mask_lowest, MASK_KIND: tl.constexpr
 @triton.jit
 def _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start, rows, stride_qb, stride_qh, stride_qm,
             stride_qd, offs_d, offs_d1, ROWS: tl.constexpr, HEAD_DIM: tl.constexpr,
-            BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr, TMA: tl.constexpr,
-            Q_REGS: tl.constexpr):
+            BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr, TMA: tl.constexpr):
     """The Q rows [start, start + ROWS) (`rows`: their indices clamped to Sq - 1) and their
     second head-dim part (itself when BLOCK_D1 == 0)."""
     if TMA:
@@ -291,12 +290,6 @@ def _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start, rows, stride_qb, stride_q
         if BLOCK_D1 > 0:
             q1 = tl.load(q_rows + offs_d1[None, :] * stride_qd, mask=(offs_d1 < HEAD_DIM)[None, :],
                          other=0.0)
-    if Q_REGS:
-        # Triton keeps a dot's first operand in shared memory when it comes straight from a
-        # load, and in registers otherwise (wgmma's register A operand on sm90). A select on a
-        # condition the compiler cannot prove (rows >= 0 always holds) keeps Q in registers.
-        q = tl.where((rows >= 0)[:, None], q, 0.0)
-        q1 = tl.where((rows >= 0)[:, None], q1, 0.0)
     return q, q1
 
 
@@ -341,7 +334,7 @@ def attention_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
     KV_RANGE: tl.constexpr, BLOCK_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, Q_REGS: tl.constexpr,
+    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
@@ -380,7 +373,7 @@ def attention_fwd_kernel(
     v_offs1 = offs_n64[:, None] * stride_vn + offs_d1[None, :] * stride_vd
     q, q1 = _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start_m, rows, stride_qb, stride_qh,
                     stride_qm, stride_qd, offs_d, offs_d1, BLOCK_M // HALVES, HEAD_DIM, BLOCK_D,
-                    BLOCK_D1, TMA, Q_REGS)
+                    BLOCK_D1, TMA)
     mask_base = Mask + b * stride_mb + h * stride_mh
     mask_base_b = mask_base
     if MASK_ROWS:
@@ -438,7 +431,7 @@ def attention_fwd_kernel(
     if HALVES == 2:
         q_b, q1_b = _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start_m + BLOCK_M // 2, rows_b,
                             stride_qb, stride_qh, stride_qm, stride_qd, offs_d, offs_d1,
-                            BLOCK_M // 2, HEAD_DIM, BLOCK_D, BLOCK_D1, TMA, Q_REGS)
+                            BLOCK_M // 2, HEAD_DIM, BLOCK_D, BLOCK_D1, TMA)
     acc_b, acc1_b, l_b, m_b = acc, acc1, l_i, m_i
     # The full tiles (with BLOCK_RANGE: the masked ones before the run every row sees whole, the
     # run without the mask, the masked ones after), then the boundary tiles (the causal diagonal
