@@ -175,7 +175,10 @@ def hf_pieces(device: str) -> dict:
     import torch.nn.functional as F
 
     import tqfa
+    from tqfa import dispatch
     from tqfa.integrations import custom_op, huggingface
+    from tqfa.triton import backend as triton_backend
+    from tqfa.triton.decode_config import select_decode_config
 
     b, hq, hkv, s, d = 4, 8, 2, 333, 128
     gen = torch.Generator(device=device).manual_seed(0)
@@ -192,6 +195,10 @@ def hf_pieces(device: str) -> dict:
     span_launch = _span_launch(problem)
     module = torch.nn.Module()
     module.is_causal = True
+    # The plain is_causal call's pieces, in the order tqfa.attention runs them.
+    plain = build_problem(q, k, v, None, True)
+    plain_config = select_config(plain, probe(q.device))
+    plain_out, plain_lse = torch.empty_like(q), torch.empty(b, hq, s, device=device)
     calls = {
         "sdpa, HF mask": lambda: F.scaled_dot_product_attention(q, k, v, mask, enable_gqa=True),
         "tqfa.attention, HF mask": lambda: tqfa.attention(q, k, v, mask),
@@ -214,10 +221,17 @@ def hf_pieces(device: str) -> dict:
         "tqfa.attention, is_causal": lambda: tqfa.attention(q, k, v, is_causal=True),
         "custom_op.attention, is_causal": lambda: custom_op.attention(q, k, v, is_causal=True,
                                                                       bshd_out=True),
+        "build_problem, is_causal": lambda: build_problem(q, k, v, None, True),
+        "dispatch.choose, is_causal": lambda: dispatch.choose(plain),
+        "triton backend forward, is_causal": lambda: triton_backend.forward(plain),
+        "probe(device)": lambda: probe(q.device),
+        "select_decode_config, is_causal": lambda: select_decode_config(plain, probe(q.device)),
+        "select_config, is_causal": lambda: select_config(plain, probe(q.device)),
+        "attention_forward, is_causal (config and outputs given)": lambda: launch.attention_forward(
+            plain, plain_out, plain_lse, plain_config, False),
     }
     with torch.no_grad():
-        return providers.host_microseconds(calls, device,
-                                           profiled="huggingface.attention_forward, HF mask")
+        return providers.host_microseconds(calls, device, profiled="tqfa.attention, is_causal")
 
 
 PARTS = {"host": lambda device: {"host_us": host_pieces(device)},
