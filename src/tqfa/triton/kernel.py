@@ -184,7 +184,6 @@ def _fold_scores(
     acc, acc1, l_i, m_i, qk, v, v1, mask_ptrs, cols, col_limit, kv_len, sm_scale, qk_scale,
     BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
     MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    PARTIAL_SUMS: tl.constexpr,
 ):
     """Fold one K/V tile, given its raw scores qk, into the running state of one row block (the
     invariant above)."""
@@ -200,10 +199,7 @@ def _fold_scores(
             visible = (cols < kv_len)[None, :]
     p, alpha, m_new = softmax_step(qk, m_i, mask_val, visible, sm_scale, qk_scale, MASK_KIND,
                                    FOLD_SCALE, BOUNDARY)
-    if PARTIAL_SUMS:  # l_i [rows, BLOCK_N]: no sum across the threads that share a row
-        l_i = l_i * alpha[:, None] + p
-    else:
-        l_i = l_i * alpha + tl.sum(p, 1)
+    l_i = l_i * alpha + tl.sum(p, 1)
     p = p.to(v.dtype)
     acc = tl.dot(p, v, acc * alpha[:, None], input_precision=DOT_PRECISION)
     if BLOCK_D1 > 0:
@@ -221,7 +217,6 @@ def _attend_tiles(
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     HALVES: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
     FOLD_SCALE: tl.constexpr, TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    PARTIAL_SUMS: tl.constexpr,
 ):
     """Stream the KV tiles [n_start, n_stop) through the row block (and, with HALVES == 2, its
     second half: the *_b state, which is passed through untouched otherwise). BOUNDARY tiles may
@@ -244,13 +239,12 @@ def _attend_tiles(
             qk_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)
         acc, acc1, l_i, m_i = _fold_scores(
             acc, acc1, l_i, m_i, qk, v, v1, mask_base + mask_step, cols, col_limit, kv_len,
-            sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION,
-            PARTIAL_SUMS)
+            sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
         if HALVES == 2:
             acc_b, acc1_b, l_b, m_b = _fold_scores(
                 acc_b, acc1_b, l_b, m_b, qk_b, v, v1, mask_base_b + mask_step, cols, col_limit_b,
                 kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
-                DOT_PRECISION, PARTIAL_SUMS)
+                DOT_PRECISION)
     return acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b
 
 
@@ -340,7 +334,7 @@ def attention_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
     KV_RANGE: tl.constexpr, BLOCK_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, PARTIAL_SUMS: tl.constexpr,
+    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
@@ -389,10 +383,7 @@ def attention_fwd_kernel(
 
     qk_scale = sm_scale * LOG2E
     m_i = tl.full([BLOCK_M // HALVES], float("-inf"), dtype=tl.float32)
-    if PARTIAL_SUMS:
-        l_i = tl.zeros([BLOCK_M // HALVES, BLOCK_N], dtype=tl.float32)
-    else:
-        l_i = tl.zeros([BLOCK_M // HALVES], dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M // HALVES], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M // HALVES, BLOCK_D], dtype=tl.float32)
     acc1 = tl.zeros([BLOCK_M // HALVES, BLOCK_D1 if BLOCK_D1 > 0 else 16], dtype=tl.float32)
 
@@ -453,7 +444,6 @@ def attention_fwd_kernel(
         qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        PARTIAL_SUMS=PARTIAL_SUMS,
     )
     if BLOCK_RANGE:
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
@@ -464,7 +454,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=NO_MASK, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            PARTIAL_SUMS=PARTIAL_SUMS,
         )
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
             acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -474,7 +463,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            PARTIAL_SUMS=PARTIAL_SUMS,
         )
     acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
         acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -484,12 +472,8 @@ def attention_fwd_kernel(
         sm_scale, qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=True, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        PARTIAL_SUMS=PARTIAL_SUMS,
     )
 
-    if PARTIAL_SUMS:
-        l_i = tl.sum(l_i, 1)
-        l_b = tl.sum(l_b, 1)
     _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_ob, stride_oh,
                 stride_om, stride_od, offs_d, offs_d1, HEAD_DIM, BLOCK_D, BLOCK_D1, MASK_KIND)
     if HALVES == 2:
