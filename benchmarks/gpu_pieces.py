@@ -157,14 +157,9 @@ def output_pieces(device: str) -> dict:
 def _span_launch(problem) -> tuple:
     """(grid, keyword arguments) of the span kernel for `problem`'s mask, 64-row blocks."""
     strides = launch.zeroed_strides(problem.mask)
-    b, hq, sq, skv = problem.mask.shape
-    heads = hq if strides[1] else 1
-    parts = -(-sq // 64) * (64 // mask_spans.PART_ROWS)
-    spans = torch.empty(b * heads * parts * 4, dtype=torch.int32, device=problem.device)
-    return (parts, b * heads), dict(
-        Mask=problem.mask, Spans=spans, stride_mb=strides[0], stride_mh=strides[1],
-        stride_mm=strides[2], stride_mn=strides[3], heads=heads, q_len=sq, kv_len=skv,
-        ROWS=mask_spans.PART_ROWS, BLOCK_N=mask_spans.SCAN_KEYS, num_warps=4, num_stages=2)
+    spans, heads = mask_spans.mask_spans(problem, strides, 64)  # allocates them (and fills them)
+    parts = spans.numel() // (4 * problem.batch * heads)
+    return mask_spans.launch_arguments(problem.mask, strides, spans, heads, parts)
 
 
 def hf_pieces(device: str) -> dict:

@@ -251,6 +251,9 @@ class PreparedLaunch:
         return True
 
 
+_UNSEEN = object()  # PreparedLaunches: a key not offered yet
+
+
 class PreparedLaunches:
     """A launcher's prepared launches by the caller's key (see PreparedLaunch for what the key
     must cover). A key whose launch cannot be prepared (PreparedLaunch.of gives None) is not
@@ -264,13 +267,12 @@ class PreparedLaunches:
     def __call__(self, key: tuple, tensors: dict[str, torch.Tensor], arguments) -> None:
         """Launch with `tensors`, through the launch prepared under `key` when there is one, else
         through the launcher with `arguments()` (grid, keyword arguments)."""
-        unseen = key not in self.by_key
-        prepared = self.by_key.get(key)
-        if prepared is not None and prepared(tensors):
+        prepared = self.by_key.get(key, _UNSEEN)
+        if prepared is not None and prepared is not _UNSEEN and prepared(tensors):
             return
         grid, kwargs = arguments()
         self.launcher(grid, kwargs)
-        if unseen or prepared is not None:
+        if prepared is not None:  # unseen, or prepared under another launch environment
             if len(self.by_key) >= self.limit:
                 self.by_key.clear()
             self.by_key[key] = PreparedLaunch.of(self.launcher, grid, kwargs, self.described)

@@ -11,6 +11,8 @@ programs of all q heads that share the mask head read the parts of their block.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -71,6 +73,17 @@ launch_spans = Launcher(mask_spans_kernel)
 _prepared = PreparedLaunches(launch_spans)
 
 
+def launch_arguments(mask: torch.Tensor, strides: tuple[int, int, int, int], spans: torch.Tensor,
+                     heads: int, parts: int) -> tuple[tuple[int, int], dict]:
+    """(grid, keyword arguments) of the span kernel's launch that fills `spans` (mask_spans)."""
+    (b, _, sq, skv), (smb, smh, smm, smn) = mask.shape, strides
+    return (parts, b * heads), dict(
+        Mask=mask, Spans=spans, stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
+        heads=heads, q_len=sq, kv_len=skv, ROWS=PART_ROWS, BLOCK_N=SCAN_KEYS, num_warps=4,
+        num_stages=2,
+    )
+
+
 def applies(problem: Problem) -> bool:
     """A bool mask that varies along query rows (key-padding masks have their own scan)."""
     mask = problem.mask
@@ -84,18 +97,11 @@ def mask_spans(problem: Problem, strides: tuple[int, int, int, int], block_m: in
     for a mask with one per q head, else 1. strides: the mask's, those of size-1 dims 0
     (launch.zeroed_strides)."""
     mask = problem.mask
-    (b, hq, sq, skv), (smb, smh, smm, smn) = mask.shape, strides
-    heads = hq if smh != 0 else 1
+    b, hq, sq, _ = mask.shape
+    heads = hq if strides[1] != 0 else 1
     parts = -(-sq // block_m) * (block_m // PART_ROWS)
     spans = torch.empty(b * heads * parts * 4, dtype=torch.int32, device=mask.device)
-
-    def arguments():
-        return (parts, b * heads), dict(
-            Mask=mask, Spans=spans, stride_mb=smb, stride_mh=smh, stride_mm=smm, stride_mn=smn,
-            heads=heads, q_len=sq, kv_len=skv, ROWS=PART_ROWS, BLOCK_N=SCAN_KEYS, num_warps=4,
-            num_stages=2,
-        )
-
+    arguments = functools.partial(launch_arguments, mask, strides, spans, heads, parts)
     if not launch_spans.enabled:  # interpreter, AMD, unchecked triton: Triton's own launch
         launch_spans(*arguments())
     else:
