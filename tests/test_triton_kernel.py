@@ -113,21 +113,16 @@ def test_poisoned_hf_fp32_minimum_rows_average_v(config):
                                atol=2e-3, rtol=0)
 
 
-# The sm90 TMA path (tensor descriptors), two row blocks per program (halves) and the next tile's
-# QK products issued ahead (lookahead) on the shared cases (head dims up to 128), with square and
-# oblong tiles. On the GPU, tiles whose shared memory
+# The sm90 TMA path (tensor descriptors) and two row blocks per program (halves) on the shared
+# cases (head dims up to 128), with square and oblong tiles. On the GPU, tiles whose shared memory
 # fits every case: Triton 3.6 asked for 246784 bytes (limit 232448) for 128x128 s3 with a
 # per-head fp16 mask at d64.
 if DEVICE == "cuda":
     FEATURES = [KernelConfig(128, 64, 8, 2, tma=True), KernelConfig(64, 64, 4, 3, tma=True),
-                KernelConfig(128, 64, 4, 2, halves=2), KernelConfig(128, 32, 8, 2, tma=True, halves=2),
-                KernelConfig(128, 64, 4, 3, tma=True, halves=2, lookahead=True),
-                KernelConfig(64, 64, 4, 2, lookahead=True)]
+                KernelConfig(128, 64, 4, 2, halves=2), KernelConfig(128, 32, 8, 2, tma=True, halves=2)]
 else:
     FEATURES = [KernelConfig(32, 32, 4, 1, tma=True), KernelConfig(64, 16, 4, 1, tma=True),
-                KernelConfig(64, 32, 4, 1, halves=2), KernelConfig(32, 16, 4, 1, tma=True, halves=2),
-                KernelConfig(32, 16, 4, 1, tma=True, halves=2, lookahead=True),
-                KernelConfig(16, 16, 4, 1, lookahead=True)]
+                KernelConfig(64, 32, 4, 1, halves=2), KernelConfig(32, 16, 4, 1, tma=True, halves=2)]
 FEATURE_CASES = [c for c in CASES if c.head_dim <= 128 and c.dv == c.head_dim and c.q_len * c.kv_len
                  and (DEVICE == "cuda" or c.work <= 100_000)]
 

@@ -48,10 +48,6 @@ Feature flags (launch.py sets them from the problem and the configuration):
   product right after issuing it (wgmma.wait_group 0 in the PTX); the overlap comes from ptxas,
   which schedules part of the first block's softmax ahead of that wait, and the first block's
   PV product, which is not waited on, runs under the second block's softmax.
-- LOOKAHEAD: in the tiles without a boundary, each iteration issues the next tile's QK products
-  before it folds the current tile's scores (FlashAttention-3's intra-warpgroup pipelining
-  across iterations): the current softmax does not depend on those products, so nothing orders
-  it after them. It keeps one more score tile per row block in registers.
 
 Specialisation: lengths and causal_offset are never specialised (no compile per length); strides
 keep Triton's 1 / multiple-of-16 specialisation, which proves the 16-byte alignment of the tile
@@ -212,29 +208,6 @@ def _fold_scores(
 
 
 @triton.jit
-def _fold_halves(
-    acc, acc1, l_i, m_i, qk, mask_base, col_limit,
-    acc_b, acc1_b, l_b, m_b, qk_b, mask_base_b, col_limit_b,
-    v, v1, mask_offs, offs_n, start_n, kv_len, sm_scale, qk_scale, stride_mn,
-    BLOCK_D1: tl.constexpr, HALVES: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
-    MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-):
-    """Fold the K/V tile at start_n, given its raw scores, into the row block's state and, with
-    HALVES == 2, the second half's (the *_b values, passed through untouched otherwise)."""
-    cols = start_n + offs_n
-    mask_step = (tl.cast(start_n, tl.int64) * stride_mn + mask_offs)[None, :]
-    acc, acc1, l_i, m_i = _fold_scores(
-        acc, acc1, l_i, m_i, qk, v, v1, mask_base + mask_step, cols, col_limit, kv_len,
-        sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
-    if HALVES == 2:
-        acc_b, acc1_b, l_b, m_b = _fold_scores(
-            acc_b, acc1_b, l_b, m_b, qk_b, v, v1, mask_base_b + mask_step, cols, col_limit_b,
-            kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
-            DOT_PRECISION)
-    return acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b
-
-
-@triton.jit
 def _attend_tiles(
     acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
     acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,
@@ -244,71 +217,34 @@ def _attend_tiles(
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     HALVES: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
     FOLD_SCALE: tl.constexpr, TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    LOOKAHEAD: tl.constexpr,
 ):
     """Stream the KV tiles [n_start, n_stop) through the row block (and, with HALVES == 2, its
     second half: the *_b state, which is passed through untouched otherwise). BOUNDARY tiles may
     hold keys that some rows must not see (causal diagonal, ragged end: key > col_limit of its
     row); the other tiles run without any visibility code."""
-    if LOOKAHEAD and not BOUNDARY:
-        # Each iteration issues the next tile's QK products before folding the current one, so
-        # the tensor cores have work while this tile's softmax runs (see LOOKAHEAD above). The
-        # ranges of full tiles are whole tiles, so n_stop - BLOCK_N is the last tile.
-        if n_start < n_stop:
-            k, k1 = _load_kv(k_desc, k_desc1, k_head, k_offs, k_offs1, b, kvh, n_start,
-                             n_start + offs_n, kv_len, offs_d, offs_d1, stride_kn, BLOCK_N,
-                             HEAD_DIM, BLOCK_D, BLOCK_D1, BOUNDARY, TMA)
-            qk = _scores(q, q1, k, k1, BLOCK_D1, DOT_PRECISION)
-            qk_b = qk
-            if HALVES == 2:
-                qk_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)
-            for start_n in tl.range(n_start, n_stop - BLOCK_N, BLOCK_N):
-                next_n = start_n + BLOCK_N
-                k, k1 = _load_kv(k_desc, k_desc1, k_head, k_offs, k_offs1, b, kvh, next_n,
-                                 next_n + offs_n, kv_len, offs_d, offs_d1, stride_kn, BLOCK_N,
-                                 HEAD_DIM, BLOCK_D, BLOCK_D1, BOUNDARY, TMA)
-                v, v1 = _load_kv(v_desc, v_desc1, v_head, v_offs, v_offs1, b, kvh, start_n,
-                                 start_n + offs_n, kv_len, offs_d, offs_d1, stride_vn, BLOCK_N,
-                                 HEAD_DIM, BLOCK_D, BLOCK_D1, BOUNDARY, TMA)
-                qk_next = _scores(q, q1, k, k1, BLOCK_D1, DOT_PRECISION)
-                qk_next_b = qk_next
-                if HALVES == 2:
-                    qk_next_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)
-                acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _fold_halves(
-                    acc, acc1, l_i, m_i, qk, mask_base, col_limit,
-                    acc_b, acc1_b, l_b, m_b, qk_b, mask_base_b, col_limit_b,
-                    v, v1, mask_offs, offs_n, start_n, kv_len, sm_scale, qk_scale, stride_mn,
-                    BLOCK_D1, HALVES, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
-                qk, qk_b = qk_next, qk_next_b
-            last_n = n_stop - BLOCK_N
-            v, v1 = _load_kv(v_desc, v_desc1, v_head, v_offs, v_offs1, b, kvh, last_n,
-                             last_n + offs_n, kv_len, offs_d, offs_d1, stride_vn, BLOCK_N,
-                             HEAD_DIM, BLOCK_D, BLOCK_D1, BOUNDARY, TMA)
-            acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _fold_halves(
-                acc, acc1, l_i, m_i, qk, mask_base, col_limit,
-                acc_b, acc1_b, l_b, m_b, qk_b, mask_base_b, col_limit_b,
-                v, v1, mask_offs, offs_n, last_n, kv_len, sm_scale, qk_scale, stride_mn,
-                BLOCK_D1, HALVES, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
-    else:
-        for start_n in tl.range(n_start, n_stop, BLOCK_N):
-            k, k1 = _load_kv(k_desc, k_desc1, k_head, k_offs, k_offs1, b, kvh, start_n,
-                             start_n + offs_n, kv_len, offs_d, offs_d1, stride_kn, BLOCK_N,
-                             HEAD_DIM, BLOCK_D, BLOCK_D1, BOUNDARY, TMA)
-            v, v1 = _load_kv(v_desc, v_desc1, v_head, v_offs, v_offs1, b, kvh, start_n,
-                             start_n + offs_n, kv_len, offs_d, offs_d1, stride_vn, BLOCK_N,
-                             HEAD_DIM, BLOCK_D, BLOCK_D1, BOUNDARY, TMA)
-            # With HALVES == 2 both halves' QK products are issued before either softmax, so
-            # that tensor-core work can overlap a softmax (see HALVES above for how much of it
-            # does); issued one half after the other, nothing overlapped.
-            qk = _scores(q, q1, k, k1, BLOCK_D1, DOT_PRECISION)
-            qk_b = qk
-            if HALVES == 2:
-                qk_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)
-            acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _fold_halves(
-                acc, acc1, l_i, m_i, qk, mask_base, col_limit,
-                acc_b, acc1_b, l_b, m_b, qk_b, mask_base_b, col_limit_b,
-                v, v1, mask_offs, offs_n, start_n, kv_len, sm_scale, qk_scale, stride_mn,
-                BLOCK_D1, HALVES, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
+    for start_n in tl.range(n_start, n_stop, BLOCK_N):
+        cols = start_n + offs_n
+        k, k1 = _load_kv(k_desc, k_desc1, k_head, k_offs, k_offs1, b, kvh, start_n, cols, kv_len,
+                         offs_d, offs_d1, stride_kn, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1,
+                         BOUNDARY, TMA)
+        v, v1 = _load_kv(v_desc, v_desc1, v_head, v_offs, v_offs1, b, kvh, start_n, cols, kv_len,
+                         offs_d, offs_d1, stride_vn, BLOCK_N, HEAD_DIM, BLOCK_D, BLOCK_D1,
+                         BOUNDARY, TMA)
+        mask_step = (tl.cast(start_n, tl.int64) * stride_mn + mask_offs)[None, :]
+        # With HALVES == 2 both halves' QK products are issued before either softmax, so that
+        # tensor-core work can overlap a softmax (see HALVES above for how much of it does);
+        # issued one half after the other, nothing overlapped.
+        qk = _scores(q, q1, k, k1, BLOCK_D1, DOT_PRECISION)
+        if HALVES == 2:
+            qk_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)
+        acc, acc1, l_i, m_i = _fold_scores(
+            acc, acc1, l_i, m_i, qk, v, v1, mask_base + mask_step, cols, col_limit, kv_len,
+            sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
+        if HALVES == 2:
+            acc_b, acc1_b, l_b, m_b = _fold_scores(
+                acc_b, acc1_b, l_b, m_b, qk_b, v, v1, mask_base_b + mask_step, cols, col_limit_b,
+                kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
+                DOT_PRECISION)
     return acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b
 
 
@@ -398,7 +334,7 @@ def attention_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
     KV_RANGE: tl.constexpr, BLOCK_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, LOOKAHEAD: tl.constexpr,
+    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
@@ -508,7 +444,6 @@ def attention_fwd_kernel(
         qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        LOOKAHEAD=LOOKAHEAD,
     )
     if BLOCK_RANGE:
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
@@ -519,7 +454,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=NO_MASK, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            LOOKAHEAD=LOOKAHEAD,
         )
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
             acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -529,7 +463,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            LOOKAHEAD=LOOKAHEAD,
         )
     acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
         acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -539,7 +472,6 @@ def attention_fwd_kernel(
         sm_scale, qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=True, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        LOOKAHEAD=LOOKAHEAD,
     )
 
     _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_ob, stride_oh,
