@@ -4,7 +4,7 @@ on the HF causal-and-padding row, and the GPU time of the public call against th
 with its outputs allocated once, per call, or per call and kept (CUDA-graph replays), and the
 host time of one attention of the HF check's models through each layer of tqfa's HF path.
 
-    PYTHONPATH=src python3 benchmarks/gpu_pieces.py --out "$OUT/pieces" [--parts host spans outputs hf]
+    PYTHONPATH=src python3 benchmarks/gpu_pieces.py --out "$OUT/pieces" [--parts host spans outputs hf plain]
 
 Host: Python microseconds per call (providers.host_microseconds: 200 calls on a shape whose GPU
 time is a few microseconds) of `launch.attention_forward` and of the cached variant's launch
@@ -229,8 +229,77 @@ def hf_pieces(device: str) -> dict:
         return providers.host_microseconds(calls, device, profiled="tqfa.attention, is_causal")
 
 
+def plain_pieces(device: str) -> dict:
+    """Host microseconds of the pieces of one plain is_causal call (hf_pieces' shape: B4 Hq8 Hkv2
+    S333 D128 bf16, [B, S, H, D] views), down to the prepared launch's own steps; the median of
+    five batches of 200 calls each."""
+    import triton
+    from triton.runtime.driver import driver
+
+    import tqfa
+    from tqfa import dispatch
+    from tqfa.triton import backend as triton_backend
+    from tqfa.triton import fast_launch
+    from tqfa.triton.decode_config import select_decode_config
+    from tqfa.triton.tuning import default_config, problem_tags
+
+    b, hq, hkv, s, d = 4, 8, 2, 333, 128
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def heads(h):
+        return torch.randn(b, s, h, d, device=device, dtype=torch.bfloat16, generator=gen).transpose(1, 2)
+
+    q, k, v = heads(hq), heads(hkv), heads(hkv)
+    problem = build_problem(q, k, v, None, True)
+    target = probe(q.device)
+    config = select_config(problem, target)
+    out, lse = torch.empty_like(q), torch.empty(b, hq, s, device=device)
+    launch.attention_forward(problem, out, lse, config, False)
+    tensors = launch.tensor_arguments(problem, out, lse)
+    key = launch._plan_key(problem, tensors, config, False, None)
+    prepared = launch._prepared.by_key[key]
+    values = prepared.values.copy()
+    for i, name in prepared.slots.items():
+        p = values[i]
+        values[i] = tensors[name] if p is None else p._replace(base=tensors[name])
+    stream_of = driver.active.get_current_stream
+    current = driver.active.get_current_device
+    calls = {
+        "tqfa.attention": lambda: tqfa.attention(q, k, v, is_causal=True),
+        "build_problem": lambda: build_problem(q, k, v, None, True),
+        "dispatch.choose": lambda: dispatch.choose(problem),
+        "dispatch.backends()": dispatch.backends,
+        "dispatch.requested_name(None)": lambda: dispatch.requested_name(None),
+        "triton supports": lambda: triton_backend.supports(problem),
+        "triton backend forward": lambda: triton_backend.forward(problem),
+        "torch.empty_like(q)": lambda: torch.empty_like(q),
+        "torch.empty(lse)": lambda: torch.empty((b, hq, s), dtype=torch.float32, device=q.device),
+        "probe(device)": lambda: probe(problem.device),
+        "problem.device": lambda: problem.device,
+        "select_decode_config": lambda: select_decode_config(problem, target),
+        "select_config": lambda: select_config(problem, target),
+        "default_config": lambda: default_config(problem, target),
+        "problem_tags": lambda: problem_tags(problem),
+        "hash(target)": lambda: hash(target),
+        "hash(config)": lambda: hash(config),
+        "attention_forward": lambda: launch.attention_forward(problem, out, lse, config, False),
+        "mask_spans.applies": lambda: mask_spans.applies(problem),
+        "tensor_arguments": lambda: launch.tensor_arguments(problem, out, lse),
+        "_plan_key": lambda: launch._plan_key(problem, tensors, config, False, None),
+        "prepared launch": lambda: prepared(tensors),
+        "launch_environment()": fast_launch.launch_environment,
+        "torch.cuda.current_device()": torch.cuda.current_device,
+        "knobs.runtime.debug": lambda: triton.knobs.runtime.debug,
+        "variant launch (values given)": lambda: prepared.launch(prepared.grid, values),
+        "get_current_stream": lambda: stream_of(current()),
+    }
+    with torch.no_grad():
+        return providers.host_microseconds(calls, device, profiled="tqfa.attention", batches=5)
+
+
 PARTS = {"host": lambda device: {"host_us": host_pieces(device)},
          "hf": lambda device: {"hf_host_us": hf_pieces(device)},
+         "plain": lambda device: {"plain_host_us": plain_pieces(device)},
          "spans": lambda device: {"gpu_us": span_pieces(device)},
          "outputs": lambda device: {"outputs_us": output_pieces(device)}}
 
@@ -247,7 +316,8 @@ def main() -> None:
     with open(os.path.join(args.out, "pieces.json"), "w") as f:
         json.dump(report, f, indent=1)
     profiles = [report.get("host_us", {}).pop("profile (descriptors)", ""),
-                report.get("hf_host_us", {}).pop("profile", "")]
+                report.get("hf_host_us", {}).pop("profile", ""),
+                report.get("plain_host_us", {}).pop("profile", "")]
     print(json.dumps(report, indent=1))
     print(*profiles, sep="\n")
 

@@ -284,22 +284,26 @@ def benchmark_arguments(parser, name: str, budget_s: float) -> None:
     parser.add_argument("--skip-tests", action="store_true")
 
 
-def host_microseconds(calls: dict, device: str, profiled: str | None = None) -> dict:
-    """Python time per call of each zero-argument callable (name -> us), with the GPU queue
-    empty before each batch: the callers pick shapes whose GPU time is a few microseconds, so
-    the queue never fills and blocks. With `profiled`, a cProfile of that call (top 30 by own
-    time) under "profile"."""
+def host_microseconds(calls: dict, device: str, profiled: str | None = None, batches: int = 1
+                      ) -> dict:
+    """Python time per call of each zero-argument callable (name -> us; the median of `batches`
+    batches of 200 calls), with the GPU queue empty before each batch: the callers pick shapes
+    whose GPU time is a few microseconds, so the queue never fills and blocks. With `profiled`, a
+    cProfile of that call (top 30 by own time) under "profile"."""
     gpu = torch.device(device).type == "cuda"
     report = {}
     for name, fn in calls.items():
         fn()
         n = 200 if gpu else 3
-        if gpu:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        report[name + " us"] = (time.perf_counter() - start) / n * 1e6
+        times = []
+        for _ in range(batches):
+            if gpu:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            times.append((time.perf_counter() - start) / n * 1e6)
+        report[name + " us"] = statistics.median(times)
         if gpu:
             torch.cuda.synchronize()
     if profiled:
