@@ -258,10 +258,15 @@ def plain_pieces(device: str) -> dict:
     tensors = launch.tensor_arguments(problem, out, lse)
     key = launch._plan_key(problem, tensors, config, False, None)
     prepared = launch._prepared.by_key[key]
-    values = prepared.values.copy()
-    for i, name in prepared.slots.items():
-        p = values[i]
-        values[i] = tensors[name] if p is None else p._replace(base=tensors[name])
+    # The prepared launch's values for this call, with the tensors as tensors (Triton's launcher
+    # then calls data_ptr() and cuPointerGetAttribute for each) and as data pointers (what
+    # PreparedLaunch passes).
+    with_tensors = prepared.values.copy()
+    for i, name in prepared.described.items():
+        with_tensors[i] = with_tensors[i]._replace(base=tensors[name])
+    with_pointers = with_tensors.copy()
+    for i, name in prepared.pointers.items():
+        with_tensors[i], with_pointers[i] = tensors[name], tensors[name].data_ptr()
     stream_of = driver.active.get_current_stream
     current = driver.active.get_current_device
     calls = {
@@ -274,6 +279,7 @@ def plain_pieces(device: str) -> dict:
         "triton backend forward": lambda: triton_backend.forward(problem),
         "torch.empty_like(q)": lambda: torch.empty_like(q),
         "torch.empty(lse)": lambda: torch.empty((b, hq, s), dtype=torch.float32, device=q.device),
+        "q.new_empty(lse)": lambda: q.new_empty((b, hq, s), dtype=torch.float32),
         "probe(device)": lambda: probe(problem.device),
         "problem.device": lambda: problem.device,
         "select_decode_config": lambda: select_decode_config(problem, target),
@@ -290,7 +296,9 @@ def plain_pieces(device: str) -> dict:
         "launch_environment()": fast_launch.launch_environment,
         "torch.cuda.current_device()": torch.cuda.current_device,
         "knobs.runtime.debug": lambda: triton.knobs.runtime.debug,
-        "variant launch (values given)": lambda: prepared.launch(prepared.grid, values),
+        "variant launch, tensors as tensors": lambda: prepared.launch(prepared.grid, with_tensors),
+        "variant launch, tensors as pointers": lambda: prepared.launch(prepared.grid, with_pointers),
+        "tqfa.attention (again, last)": lambda: tqfa.attention(q, k, v, is_causal=True),
         "get_current_stream": lambda: stream_of(current()),
     }
     with torch.no_grad():

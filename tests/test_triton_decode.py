@@ -19,9 +19,9 @@ from oracle import reference
 from tqfa.problem import build_problem
 
 pytest.importorskip("triton")
-from tqfa.triton import decode_launch  # noqa: E402  (needs triton)
+from tqfa.triton import decode_config, decode_launch  # noqa: E402  (needs triton)
 from tqfa.triton.decode_config import select_decode_config  # noqa: E402
-from tqfa.triton.tuning import INTERPRETER, sm90  # noqa: E402
+from tqfa.triton.tuning import INTERPRETER, default_config, sm90, target_for_arch  # noqa: E402
 from tqfa.triton.tuning.config import DecodeConfig  # noqa: E402
 
 DEVICE = os.environ.get("TQFA_TEST_DEVICE", "cpu")
@@ -207,3 +207,16 @@ def test_decode_choice_by_query_length():
     config = select_decode_config(_problem(1, 8, 2, 1, 64), INTERPRETER)
     assert select_decode_config(_problem(1, 8, 2, config.max_q_len, 64), INTERPRETER) == config
     assert select_decode_config(_problem(1, 8, 2, config.max_q_len + 1, 64), INTERPRETER) is None
+
+
+@pytest.mark.parametrize("arch", ["sm80", "sm86", "sm89", "sm90", "sm120", "gfx942", "gfx1100", "gfx1201",
+                                  "gfx908"])
+def test_the_longest_decode_shortcut_agrees_with_every_table(arch):
+    """select_decode_config answers None without a lookup past LONGEST_DECODE queries: no
+    family's decode default, fitted to its device, serves that many."""
+    target = target_for_arch(arch)
+    for sq in (decode_config.LONGEST_DECODE, decode_config.LONGEST_DECODE + 1):
+        problem = _problem(1, 8, 2, sq, 64)
+        config = default_config(problem, target, kind="decode")
+        expected = config if sq <= config.max_q_len else None
+        assert select_decode_config(problem, target) == expected

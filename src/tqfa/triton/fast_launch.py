@@ -209,10 +209,18 @@ class PreparedLaunch:
     """One call's launch of a known variant, whose tensors later calls replace: no argument
     binding, no key. Only for callers whose own key covers everything else the arguments depend
     on, and what Launcher's key holds of the tensors (dtype, 16-byte alignment); the launch
-    environment is checked here. Holds no tensor of the call it was prepared from."""
+    environment is checked here. Holds no tensor of the call it was prepared from.
 
-    def __init__(self, launch, grid: tuple[int, int, int], values: list, slots: dict[int, str]):
-        self.launch, self.grid, self.values, self.slots = launch, grid, values, slots
+    Tensor parameters are passed as their data pointers: Triton's C launcher takes an int as the
+    address as it is, where for a tensor it calls data_ptr() and asks the driver whether that is
+    a device address (cuPointerGetAttribute), for every tensor of every launch. The callers pass
+    CUDA tensors only (the triton backend refuses others), and Triton's launch hooks see the
+    arguments only through a kernel's own launch_metadata function, which tqfa's kernels lack."""
+
+    def __init__(self, launch, grid: tuple[int, int, int], values: list, pointers: dict[int, str],
+                 described: dict[int, str]):
+        self.launch, self.grid, self.values = launch, grid, values
+        self.pointers, self.described = pointers, described
         self.environment = launch_environment()
 
     @classmethod
@@ -228,13 +236,13 @@ class PreparedLaunch:
         variant = launcher._variants.get(key) if key is not None else None
         if variant is None:
             return None
-        values, slots = list(values), {}
+        values, pointers, descriptors = list(values), {}, {}
         for i, name in enumerate(launcher.names):
             if isinstance(values[i], torch.Tensor):
-                slots[i], values[i] = name, None
+                pointers[i], values[i] = name, None
             elif type(values[i]) is HostDescriptor:  # keeps its layout, not its tensor
-                slots[i], values[i] = described[name], values[i]._replace(base=None)
-        return cls(variant.launch, (*grid, 1, 1)[:3], values, slots)
+                descriptors[i], values[i] = described[name], values[i]._replace(base=None)
+        return cls(variant.launch, (*grid, 1, 1)[:3], values, pointers, descriptors)
 
     def __call__(self, tensors: dict[str, torch.Tensor]) -> bool:
         """Launch with `tensors` (by name) in place of the prepared call's; False, launching
@@ -242,11 +250,12 @@ class PreparedLaunch:
         if launch_environment() != self.environment:
             return False
         values = self.values.copy()
-        for i, name in self.slots.items():
+        for i, name in self.pointers.items():
+            values[i] = tensors[name].data_ptr()
+        for i, name in self.described.items():
             prepared = values[i]
-            values[i] = (tensors[name] if prepared is None else
-                         HostDescriptor(tensors[name], prepared.shape, prepared.strides,
-                                        prepared.block_shape, prepared.padding))
+            values[i] = HostDescriptor(tensors[name], prepared.shape, prepared.strides,
+                                       prepared.block_shape, prepared.padding)
         self.launch(self.grid, values)
         return True
 
