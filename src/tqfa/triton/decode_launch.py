@@ -2,6 +2,10 @@
 
 The only decision made here is the split count, which follows from the problem, the
 configuration and the SM count (the backend passes device.probe(...).multiprocessors).
+
+A decode step repeats one layout per layer and token: both kernels launch through
+PreparedLaunches (fast_launch), keyed by everything their arguments depend on besides the
+tensors, so a repeated layout skips building the arguments and Triton's binding.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import triton
 from ..problem import Problem
 from .decode_config import DecodeConfig
 from .decode_kernel import decode_merge_kernel, decode_split_kernel
-from .fast_launch import Launcher
+from .fast_launch import Launcher, PreparedLaunches, tensor_traits
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK
 from .launch import zeroed_strides
 from .tuning import head_block
@@ -25,6 +29,9 @@ MERGE_BLOCK_D = 64  # head-dim slice per merge program: B=1 decode still gets 2 
 MERGE_BLOCK_S = 16  # splits read per merge step
 launch_split = Launcher(decode_split_kernel)
 launch_merge = Launcher(decode_merge_kernel)
+# Their prepared launches, by split_key and merge_key.
+_prepared_split = PreparedLaunches(launch_split)
+_prepared_merge = PreparedLaunches(launch_merge)
 
 
 @dataclass(frozen=True)
@@ -66,21 +73,40 @@ def plan_splits(problem: Problem, config: DecodeConfig, multiprocessors: int,
     return SplitPlan(block_m, num_m, -(-tiles // per_split), per_split * config.block_n)
 
 
+def split_tensors(problem: Problem, out: torch.Tensor, stats: torch.Tensor) -> dict:
+    """decode_split_kernel's tensor parameters by name (Mask is q when there is none: Triton needs
+    a pointer)."""
+    q, mask = problem.q, problem.mask
+    return dict(Q=q, K=problem.k, V=problem.v, Mask=q if mask is None else mask, Out=out,
+                Stats=stats)
+
+
+def split_key(problem: Problem, tensors: dict, plan: SplitPlan, config: DecodeConfig) -> tuple:
+    """Everything the split launch's grid and arguments depend on besides the tensors themselves
+    (their shapes, strides and the problem's options), and what the launcher's key holds of
+    them: calls with equal keys differ in their tensors only (tests/test_triton_decode.py)."""
+    q, k, v, mask, out = problem.q, problem.k, problem.v, problem.mask, tensors["Out"]
+    return (config, plan, problem.causal, problem.scale, problem.allow_tf32,
+            q.shape, q.stride(), k.shape, k.stride(), v.shape, v.stride(),
+            None if mask is None else (mask.shape, mask.stride()), out.shape, out.stride(),
+            tensor_traits(tensors))
+
+
 def split_arguments(problem: Problem, out: torch.Tensor, stats: torch.Tensor, plan: SplitPlan,
                     config: DecodeConfig) -> dict:
     """Keyword arguments of decode_split_kernel: out and stats are the final output and LSE when
     the plan has one split, else the partial buffers (acc, then (m, l))."""
-    q, k, v, mask = problem.q, problem.k, problem.v, problem.mask
+    q, k, mask = problem.q, problem.k, problem.mask
     smb, smh, smm, smn = zeroed_strides(mask)
     mask_kind = NO_MASK if mask is None else BOOL_MASK if mask.dtype == torch.bool else ADDITIVE_MASK
     sqb, sqh, sqm, sqd = zeroed_strides(q)
     skb, skh, skn, skd = zeroed_strides(k)
-    svb, svh, svn, svd = zeroed_strides(v)
+    svb, svh, svn, svd = zeroed_strides(problem.v)
     # The partial buffers are addressed from their flat layout: no strides.
     sob, soh, som, sod = (0, 0, 0, 0) if plan.num_splits > 1 else zeroed_strides(out)
     d = q.shape[3]
     return dict(
-        Q=q, K=k, V=v, Mask=q if mask is None else mask, Out=out, Stats=stats,
+        **split_tensors(problem, out, stats),
         stride_qb=sqb, stride_qh=sqh, stride_qm=sqm, stride_qd=sqd,
         stride_kb=skb, stride_kh=skh, stride_kn=skn, stride_kd=skd,
         stride_vb=svb, stride_vh=svh, stride_vn=svn, stride_vd=svd,
@@ -98,29 +124,58 @@ def split_arguments(problem: Problem, out: torch.Tensor, stats: torch.Tensor, pl
     )
 
 
+def merge_key(tensors: dict, plan: SplitPlan) -> tuple:
+    """What the merge launch's grid and arguments depend on besides the tensors (see split_key)."""
+    out = tensors["Out"]
+    return plan.num_splits, out.shape, out.stride(), tensor_traits(tensors)
+
+
+def merge_arguments(tensors: dict, plan: SplitPlan) -> tuple[tuple[int, int], dict]:
+    """(grid, keyword arguments) of decode_merge_kernel: tensors Part, Stats, Out and Lse."""
+    out = tensors["Out"]
+    batch, q_heads, q_len, d = out.shape
+    merge_block_d = min(MERGE_BLOCK_D, head_block(d))
+    sob, soh, som, sod = zeroed_strides(out)
+    return (batch * q_heads * q_len, -(-d // merge_block_d)), dict(
+        **tensors, stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
+        q_heads=q_heads, q_len=q_len, num_splits=plan.num_splits,
+        HEAD_DIM=d, BLOCK_D=merge_block_d, BLOCK_S=MERGE_BLOCK_S,
+        num_warps=2,  # a [16, 64] tile: a wider program only waits longer for its loads
+    )
+
+
+def _launch_split(problem: Problem, out: torch.Tensor, stats: torch.Tensor, plan: SplitPlan,
+                  config: DecodeConfig) -> None:
+    def arguments():
+        return (plan.programs(problem),), split_arguments(problem, out, stats, plan, config)
+
+    if not launch_split.enabled:  # interpreter, AMD, unchecked triton: Triton's own launch
+        launch_split(*arguments())
+        return
+    tensors = split_tensors(problem, out, stats)
+    _prepared_split(split_key(problem, tensors, plan, config), tensors, arguments)
+
+
+def _launch_merge(tensors: dict, plan: SplitPlan) -> None:
+    if not launch_merge.enabled:
+        launch_merge(*merge_arguments(tensors, plan))
+        return
+    _prepared_merge(merge_key(tensors, plan), tensors, lambda: merge_arguments(tensors, plan))
+
+
 def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: DecodeConfig,
                    multiprocessors: int, num_splits: int | None = None) -> SplitPlan:
     """Write out [B, Hq, Sq, D] (any strides) and lse (contiguous fp32 [B, Hq, Sq]); returns the
     plan it ran. Needs B, Sq, Skv > 0 and Dv == D."""
     assert lse.is_contiguous() and lse.dtype == torch.float32
     plan = plan_splits(problem, config, multiprocessors, num_splits)
-    batch, q_heads, q_len, d = problem.q.shape
-    programs = plan.programs(problem)
     if plan.num_splits == 1:
-        launch_split((programs,), split_arguments(problem, out, lse, plan, config))
+        _launch_split(problem, out, lse, plan, config)
         return plan
-    rows = batch * q_heads * q_len
-    parts = rows * plan.num_splits
+    batch, q_heads, q_len, d = problem.q.shape
+    parts = batch * q_heads * q_len * plan.num_splits
     work = torch.empty(parts * (d + 2), dtype=torch.float32, device=out.device)  # acc, then (m, l)
     stats = work[parts * d:]
-    launch_split((programs,), split_arguments(problem, work, stats, plan, config))
-    merge_block_d = min(MERGE_BLOCK_D, head_block(d))
-    sob, soh, som, sod = zeroed_strides(out)
-    launch_merge((rows, -(-d // merge_block_d)), dict(
-        Part=work, Stats=stats, Out=out, Lse=lse,
-        stride_ob=sob, stride_oh=soh, stride_om=som, stride_od=sod,
-        q_heads=q_heads, q_len=q_len, num_splits=plan.num_splits,
-        HEAD_DIM=d, BLOCK_D=merge_block_d, BLOCK_S=MERGE_BLOCK_S,
-        num_warps=2,  # a [16, 64] tile: a wider program only waits longer for its loads
-    ))
+    _launch_split(problem, work, stats, plan, config)
+    _launch_merge(dict(Part=work, Stats=stats, Out=out, Lse=lse), plan)
     return plan

@@ -106,6 +106,12 @@ def launch_environment() -> tuple:
     return torch.cuda.current_device(), knobs.runtime.debug, knobs.compilation.instrumentation_mode
 
 
+def tensor_traits(tensors: dict[str, torch.Tensor]) -> tuple:
+    """What Launcher's key holds of each tensor argument: its dtype and whether its data pointer
+    is a multiple of 16 (for the keys of PreparedLaunches' callers)."""
+    return tuple([(t.dtype, t.data_ptr() % 16 == 0) for t in tensors.values()])
+
+
 def _getter(indices: list[int]):
     """values -> tuple of values[i] for i in indices (operator.itemgetter, always a tuple)."""
     if not indices:

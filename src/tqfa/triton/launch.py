@@ -10,7 +10,7 @@ import triton
 
 from ..problem import Problem
 from . import mask_spans
-from .fast_launch import HostDescriptor, Launcher, PreparedLaunches, TensorDescriptor
+from .fast_launch import HostDescriptor, Launcher, PreparedLaunches, TensorDescriptor, tensor_traits
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
 from .tuning import KernelConfig, head_parts
 
@@ -106,8 +106,7 @@ def _plan_key(problem: Problem, tensors: dict, config: KernelConfig, allow_tf32:
     return (config, allow_tf32, problem.causal, problem.scale, span_heads,
             q.shape, q.stride(), k.shape, k.stride(), v.shape, v.stride(),
             None if mask is None else (mask.shape, mask.stride()), out.shape, out.stride(),
-            tensors["Spans"].shape,
-            tuple([(t.dtype, t.data_ptr() % 16 == 0) for t in tensors.values()]))
+            tensors["Spans"].shape, tensor_traits(tensors))
 
 
 def kernel_arguments(
