@@ -302,7 +302,41 @@ def plain_pieces(device: str) -> dict:
         "get_current_stream": lambda: stream_of(current()),
     }
     with torch.no_grad():
-        return providers.host_microseconds(calls, device, profiled="tqfa.attention", batches=5)
+        report = providers.host_microseconds(calls, device, profiled="tqfa.attention", batches=5)
+        report["steps of tqfa.attention (prefill)"] = _steps(q, k, v, dict(is_causal=True))
+        dq = torch.randn(1, 32, 1, d, device=device, dtype=torch.bfloat16, generator=gen)
+        dk, dv = (torch.randn(1, 8, 4096, d, device=device, dtype=torch.bfloat16, generator=gen)
+                  for _ in range(2))
+        report["steps of tqfa.attention (decode, B1 Hq32 Hkv8 Skv4096)"] = _steps(
+            dq, dk, dv, dict(is_causal=True, causal_alignment="bottom_right"))
+    return report
+
+
+def _steps(q, k, v, kwargs: dict, calls: int = 200, batches: int = 5) -> dict:
+    """Microseconds of each step of tqfa.attention's body (api.py), timed inside the same calls:
+    the median over `batches` batches of the per-call mean, and the whole call."""
+    import time
+
+    from tqfa import dispatch
+
+    names = ("build_problem", "dispatch.choose", "backend.forward", "whole call")
+    batches_us = {name: [] for name in names}
+    for _ in range(batches):
+        torch.cuda.synchronize()
+        sums = [0, 0, 0, 0]
+        for _ in range(calls):
+            t0 = time.perf_counter_ns()
+            problem = build_problem(q, k, v, **kwargs)
+            t1 = time.perf_counter_ns()
+            backend = dispatch.choose(problem)
+            t2 = time.perf_counter_ns()
+            backend.forward(problem)
+            t3 = time.perf_counter_ns()
+            for i, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t0, t3))):
+                sums[i] += b - a
+        for name, total in zip(names, sums):
+            batches_us[name].append(total / calls / 1e3)
+    return {name: sorted(values)[len(values) // 2] for name, values in batches_us.items()}
 
 
 PARTS = {"host": lambda device: {"host_us": host_pieces(device)},

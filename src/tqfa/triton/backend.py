@@ -30,6 +30,14 @@ def _launcher():
     return launch
 
 
+@functools.cache
+def _decode_launcher():
+    """The decode launch module (once the launch module imported: triton is usable)."""
+    from . import decode_launch
+
+    return decode_launch
+
+
 def _interpret_requested() -> bool:
     try:
         from triton import knobs
@@ -93,9 +101,7 @@ def forward(problem: Problem) -> tuple[torch.Tensor, torch.Tensor | None]:
         target = INTERPRETER if launch.INTERPRETED else probe(problem.device)
         decode = select_decode_config(problem, target)
         if decode is not None:  # short queries: split-KV, all q heads of a kv head in one tile
-            from . import decode_launch
-
-            decode_launch.decode_forward(problem, out, lse, decode, target.multiprocessors)
+            _decode_launcher().decode_forward(problem, out, lse, decode, target.multiprocessors)
         else:
             launch.attention_forward(problem, out, lse, select_config(problem, target),
                                      problem.allow_tf32)
