@@ -287,14 +287,20 @@ def benchmark_arguments(parser, name: str, budget_s: float) -> None:
 def host_microseconds(calls: dict, device: str, profiled: str | None = None, batches: int = 1
                       ) -> dict:
     """Python time per call of each zero-argument callable (name -> us; the median of `batches`
-    batches of 200 calls), with the GPU queue empty before each batch: the callers pick shapes
-    whose GPU time is a few microseconds, so the queue never fills and blocks. With `profiled`, a
-    cProfile of that call (top 30 by own time) under "profile"."""
+    batches of 200 calls, after a round of every call), with the GPU queue empty before each
+    batch: the callers pick shapes whose GPU time is a few microseconds, so the queue never fills
+    and blocks. With `profiled`, a cProfile of that call (top 30 by own time) under "profile"."""
     gpu = torch.device(device).type == "cuda"
+    n = 200 if gpu else 3
+    # A round of every call first: the first entries timed read up to 70% slow without it
+    # (h200-2026-12-01.md), the host's clock still rising.
+    for fn in calls.values():
+        for _ in range(n):
+            fn()
+        if gpu:
+            torch.cuda.synchronize()
     report = {}
     for name, fn in calls.items():
-        fn()
-        n = 200 if gpu else 3
         times = []
         for _ in range(batches):
             if gpu:

@@ -5,6 +5,7 @@ Every refusal carries its reason: forced backends raise with it, auto logs it on
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -21,6 +22,7 @@ _log = logging.getLogger("tqfa")
 _logged_reasons: set[str] = set()
 
 
+@functools.cache  # an import statement costs about a microsecond, on every call
 def _triton_backend() -> Backend:
     from .triton.backend import BACKEND  # imports triton lazily; safe without it
 
