@@ -1,19 +1,22 @@
-"""Host (Python) time of tqfa's public call, to compare source trees on one machine: run it once
-per tree, alternating, each in its own process.
+"""Host (Python) time of tqfa's public call against SDPA and, optionally, against another source
+tree of tqfa imported under another package name, all timed in one process in interleaved rounds
+(separate processes on the GPU machine read up to 2x apart for the same call).
 
-    PYTHONPATH=src python3 benchmarks/gpu_host.py --out "$OUT/host-new.json"
-    PYTHONPATH=old/src python3 benchmarks/gpu_host.py --out "$OUT/host-old.json"
+    PYTHONPATH=src python3 benchmarks/gpu_host.py --out "$OUT/host.json"
+    mkdir -p old && git archive REV src/tqfa | tar -x -C old && mv old/src/tqfa old/tqfa_base
+    PYTHONPATH=src:old python3 benchmarks/gpu_host.py --baseline tqfa_base --out "$OUT/host.json"
 
 Calls whose GPU time is a few microseconds (so the GPU queue never fills and blocks), no grad,
 as in inference: the plain causal prefill call and with HF's causal-and-padding bool mask (B4 Hq8
 Hkv2 S333 D128 bf16, q/k/v as views of [B, S, H, D] projections), and two decode steps (one query,
-bottom-right causal), each against SDPA on the same inputs. Every call runs 200 times untimed
-first; then the median over five batches of the mean of 200 calls.
+bottom-right causal). Every call runs 200 times untimed first; then seven rounds, each timing the
+mean of 200 calls of every entry (in an order rotated by one per round); the median is reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import time
@@ -23,8 +26,12 @@ import torch.nn.functional as F
 
 import tqfa
 
+ROUNDS = 7
+CALLS = 200
 
-def _calls(device: str) -> dict:
+
+def _inputs(device: str) -> dict:
+    """name -> (q, k, v, mask, keyword arguments)."""
     gen = torch.Generator(device=device).manual_seed(0)
 
     def bshd(b, s, h, d):
@@ -35,22 +42,26 @@ def _calls(device: str) -> dict:
     pads = torch.tensor([0, 37, 150, 290], device=device)
     keep = torch.arange(s, device=device)[None, :] >= pads[:, None]
     mask = (torch.ones(s, s, dtype=torch.bool, device=device).tril()[None] & keep[:, None, :])[:, None]
-    calls = {
-        "prefill, is_causal: tqfa": lambda: tqfa.attention(q, k, v, is_causal=True),
-        "prefill, is_causal: sdpa": lambda: F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, enable_gqa=True),
-        "prefill, HF mask: tqfa": lambda: tqfa.attention(q, k, v, mask),
-        "prefill, HF mask: sdpa": lambda: F.scaled_dot_product_attention(q, k, v, mask, enable_gqa=True),
-    }
+    inputs = {"prefill, is_causal": (q, k, v, None, dict(is_causal=True)),
+              "prefill, HF mask": (q, k, v, mask, {})}
     for batch, keys in ((1, 4096), (8, 8192)):
         dq = torch.randn(batch, 32, 1, 128, device=device, dtype=torch.bfloat16, generator=gen)
         dk, dv = (torch.randn(batch, 8, keys, 128, device=device, dtype=torch.bfloat16, generator=gen)
                   for _ in range(2))
-        name = f"decode B{batch} Skv{keys}"
-        calls[f"{name}: tqfa"] = lambda dq=dq, dk=dk, dv=dv: tqfa.attention(
-            dq, dk, dv, is_causal=True, causal_alignment="bottom_right")
-        calls[f"{name}: sdpa"] = lambda dq=dq, dk=dk, dv=dv: F.scaled_dot_product_attention(
-            dq, dk, dv, enable_gqa=True)
+        inputs[f"decode B{batch} Skv{keys}"] = (
+            dq, dk, dv, None, dict(is_causal=True, causal_alignment="bottom_right"))
+    return inputs
+
+
+def _calls(device: str, implementations: dict) -> dict:
+    calls = {}
+    for case, (q, k, v, mask, kwargs) in _inputs(device).items():
+        for label, attention in implementations.items():
+            calls[f"{case}: {label}"] = lambda a=attention, q=q, k=k, v=v, m=mask, kw=kwargs: a(
+                q, k, v, m, **kw)
+        sdpa_kwargs = {"is_causal": True} if kwargs.get("is_causal") and q.shape[2] > 1 else {}
+        calls[f"{case}: sdpa"] = lambda q=q, k=k, v=v, m=mask, kw=sdpa_kwargs: (
+            F.scaled_dot_product_attention(q, k, v, m, enable_gqa=True, **kw))
     return calls
 
 
@@ -58,27 +69,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--baseline", help="a package (on the path) holding another tqfa tree")
     args = parser.parse_args()
-    report = {"tqfa": tqfa.__file__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "us": {}}
+    implementations = {"tqfa": tqfa.attention}
+    if args.baseline:
+        implementations[args.baseline] = importlib.import_module(args.baseline).attention
+    report = {"tqfa": tqfa.__file__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+              "implementations": {label: fn.__module__ for label, fn in implementations.items()}}
     with torch.no_grad():
-        calls = _calls(args.device)
+        calls = _calls(args.device, implementations)
         for fn in calls.values():
-            for _ in range(200):
+            for _ in range(CALLS):
                 fn()
             torch.cuda.synchronize()
-        for name, fn in calls.items():
-            batches = []
-            for _ in range(5):
+        names = list(calls)
+        rounds = {name: [] for name in names}
+        for r in range(ROUNDS):
+            for name in names[r % len(names):] + names[:r % len(names)]:
                 torch.cuda.synchronize()
                 start = time.perf_counter()
-                for _ in range(200):
-                    fn()
-                batches.append((time.perf_counter() - start) / 200 * 1e6)
+                for _ in range(CALLS):
+                    calls[name]()
+                rounds[name].append(round((time.perf_counter() - start) / CALLS * 1e6, 1))
             torch.cuda.synchronize()
-            report["us"][name] = round(statistics.median(batches), 1)
+    report["us"] = {name: statistics.median(times) for name, times in rounds.items()}
+    report["rounds"] = rounds
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
-    print(json.dumps(report, indent=1))
+    print(json.dumps(report["us"], indent=1))
 
 
 if __name__ == "__main__":
