@@ -84,7 +84,7 @@ def split_tensors(problem: Problem, out: torch.Tensor, stats: torch.Tensor) -> d
 def split_key(problem: Problem, tensors: dict, plan: SplitPlan, config: DecodeConfig) -> tuple:
     """Everything the split launch's grid and arguments depend on besides the tensors themselves
     (their shapes, strides and the problem's options), and what the launcher's key holds of
-    them: calls with equal keys differ in their tensors only (tests/test_triton_decode.py)."""
+    them: calls with equal keys differ in their tensors only (tests/test_prepared_decode.py)."""
     q, k, v, mask, out = problem.q, problem.k, problem.v, problem.mask, tensors["Out"]
     return (config, plan, problem.causal, problem.scale, problem.allow_tf32,
             q.shape, q.stride(), k.shape, k.stride(), v.shape, v.stride(),
