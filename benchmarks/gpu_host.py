@@ -9,7 +9,9 @@ tree of tqfa imported under another package name, all timed in one process in in
 Calls whose GPU time is a few microseconds (so the GPU queue never fills and blocks), no grad,
 as in inference: the plain causal prefill call and with HF's causal-and-padding bool mask (B4 Hq8
 Hkv2 S333 D128 bf16, q/k/v as views of [B, S, H, D] projections), and two decode steps (one query,
-bottom-right causal). Every call runs 200 times untimed first; then seven rounds, each timing the
+bottom-right causal), and one token of a decode loop: 32 layers' calls with one key more than the
+last token's (a prepared launch serves one layout: the first layer of a token prepares anew).
+Every call runs 200 times untimed first; then seven rounds, each timing the
 mean of 200 calls of every entry (in an order rotated by one per round); the median is reported.
 """
 
@@ -53,8 +55,33 @@ def _inputs(device: str) -> dict:
     return inputs
 
 
+LAYERS = 32
+
+
+def _decode_loop(attention, q, k, v, kwargs: dict):
+    """One token of a decode loop: LAYERS calls over the keys [0, n), n one longer than the last
+    token's (views of preallocated K/V, as a cache that grows by a key per token)."""
+    state = {"n": 4096}
+
+    def token():
+        n = state["n"] = state["n"] + 1
+        kn, vn = k[:, :, :n], v[:, :, :n]
+        for _ in range(LAYERS):
+            attention(q, kn, vn, None, **kwargs)
+    return token
+
+
 def _calls(device: str, implementations: dict) -> dict:
-    calls = {}
+    gen = torch.Generator(device=device).manual_seed(1)
+    q = torch.randn(1, 32, 1, 128, device=device, dtype=torch.bfloat16, generator=gen)
+    k, v = (torch.randn(1, 8, 8192, 128, device=device, dtype=torch.bfloat16, generator=gen)
+            for _ in range(2))
+    causal = dict(is_causal=True, causal_alignment="bottom_right")
+    # Per token of LAYERS calls (divide by LAYERS for one call).
+    calls = {f"decode loop B1 Skv4096+, one token of {LAYERS} layers: {label}": _decode_loop(
+        attention, q, k, v, causal) for label, attention in implementations.items()}
+    calls[f"decode loop B1 Skv4096+, one token of {LAYERS} layers: sdpa"] = _decode_loop(
+        lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, enable_gqa=True), q, k, v, {})
     for case, (q, k, v, mask, kwargs) in _inputs(device).items():
         for label, attention in implementations.items():
             calls[f"{case}: {label}"] = lambda a=attention, q=q, k=k, v=v, m=mask, kw=kwargs: a(
