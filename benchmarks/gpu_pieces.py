@@ -2,7 +2,8 @@
 tensor descriptors, the GPU time of the bool-mask span kernel and of the forward kernel after it
 on the HF causal-and-padding row, and the GPU time of the public call against the launch alone
 with its outputs allocated once, per call, or per call and kept (CUDA-graph replays), and the
-host time of one attention of the HF check's models through each layer of tqfa's HF path.
+host time of one attention of the HF check's models through each layer of tqfa's HF path, and
+the plain causal call's host pieces down to the prepared launch's steps ("plain").
 
     PYTHONPATH=src python3 benchmarks/gpu_pieces.py --out "$OUT/pieces" [--parts host spans outputs hf plain]
 
