@@ -395,7 +395,8 @@ def test_a_layout_without_a_prepared_launch_is_not_prepared_again(monkeypatch):
 def test_prepared_launches_prepare_each_key_once(monkeypatch):
     """PreparedLaunches: a key's first call launches through the launcher and prepares; later
     calls go through the prepared launch with their tensors only; a key that cannot be prepared
-    is not offered again; one whose environment changed is prepared anew; the limit clears."""
+    is not offered again; one whose environment changed is prepared anew; the limit clears; a
+    launcher without its fast path launches every call itself."""
     log = []
 
     class Prepared:
@@ -411,8 +412,15 @@ def test_prepared_launches_prepare_each_key_once(monkeypatch):
             log.append(("prepared", self.grid, tensors["T"]))
             return self.works.pop() if self.works else False
 
+    class Logged:
+        def __init__(self, enabled):
+            self.enabled = enabled
+
+        def __call__(self, grid, kwargs):
+            log.append(("launch", grid))
+
     monkeypatch.setattr(fast_launch, "PreparedLaunch", Prepared)
-    cache = fast_launch.PreparedLaunches(lambda grid, kwargs: log.append(("launch", grid)), limit=3)
+    cache = fast_launch.PreparedLaunches(Logged(enabled=True), limit=3)
 
     def call(key, tensor, grid=None):
         log.clear()
@@ -429,6 +437,10 @@ def test_prepared_launches_prepare_each_key_once(monkeypatch):
     assert set(cache.by_key) == {"a", "u", "b"}
     call("c", 1)  # past the limit: the cache starts over
     assert set(cache.by_key) == {"c"}
+    # A launcher without its fast path (the interpreter's, AMD's) launches every call, keeps nothing.
+    cache = fast_launch.PreparedLaunches(Logged(enabled=False))
+    assert call("a", 1) == [("launch", "a")] and call("a", 2) == [("launch", "a")]
+    assert not cache.by_key
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="compiled variants need a GPU (TQFA_TEST_DEVICE=cuda)")

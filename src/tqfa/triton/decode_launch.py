@@ -146,21 +146,9 @@ def merge_arguments(tensors: dict, plan: SplitPlan) -> tuple[tuple[int, int], di
 
 def _launch_split(problem: Problem, out: torch.Tensor, stats: torch.Tensor, plan: SplitPlan,
                   config: DecodeConfig) -> None:
-    def arguments():
-        return (plan.programs(problem),), split_arguments(problem, out, stats, plan, config)
-
-    if not launch_split.enabled:  # interpreter, AMD, unchecked triton: Triton's own launch
-        launch_split(*arguments())
-        return
     tensors = split_tensors(problem, out, stats)
-    _prepared_split(split_key(problem, tensors, plan, config), tensors, arguments)
-
-
-def _launch_merge(tensors: dict, plan: SplitPlan) -> None:
-    if not launch_merge.enabled:
-        launch_merge(*merge_arguments(tensors, plan))
-        return
-    _prepared_merge(merge_key(tensors, plan), tensors, lambda: merge_arguments(tensors, plan))
+    _prepared_split(split_key(problem, tensors, plan, config), tensors, lambda: (
+        (plan.programs(problem),), split_arguments(problem, out, stats, plan, config)))
 
 
 def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: DecodeConfig,
@@ -177,5 +165,6 @@ def decode_forward(problem: Problem, out: torch.Tensor, lse: torch.Tensor, confi
     work = torch.empty(parts * (d + 2), dtype=torch.float32, device=out.device)  # acc, then (m, l)
     stats = work[parts * d:]
     _launch_split(problem, work, stats, plan, config)
-    _launch_merge(dict(Part=work, Stats=stats, Out=out, Lse=lse), plan)
+    merge = dict(Part=work, Stats=stats, Out=out, Lse=lse)
+    _prepared_merge(merge_key(merge, plan), merge, lambda: merge_arguments(merge, plan))
     return plan

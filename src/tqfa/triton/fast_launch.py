@@ -281,7 +281,11 @@ class PreparedLaunches:
 
     def __call__(self, key: tuple, tensors: dict[str, torch.Tensor], arguments) -> None:
         """Launch with `tensors`, through the launch prepared under `key` when there is one, else
-        through the launcher with `arguments()` (grid, keyword arguments)."""
+        through the launcher with `arguments()` (grid, keyword arguments). A launcher without its
+        fast path (interpreter, AMD, an unchecked triton) launches through Triton every time."""
+        if not self.launcher.enabled:
+            self.launcher(*arguments())
+            return
         prepared = self.by_key.get(key, _UNSEEN)
         if prepared is not None and prepared is not _UNSEEN and prepared(tensors):
             return

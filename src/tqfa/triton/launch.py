@@ -165,9 +165,6 @@ def attention_forward(
     spans = None
     if mask_spans.applies(problem):
         spans = mask_spans.mask_spans(problem, zeroed_strides(problem.mask), config.block_m)
-    if not launch_attention.enabled:  # interpreter, AMD, unchecked triton: Triton's own launch
-        launch_attention(*kernel_arguments(problem, out, lse, config, allow_tf32, spans))
-        return
     # A layout seen before launches its prepared variant with this call's tensors: no
     # kernel_arguments, no binding, no key (PreparedLaunch).
     tensors = tensor_arguments(problem, out, lse, spans)

@@ -102,9 +102,6 @@ def mask_spans(problem: Problem, strides: tuple[int, int, int, int], block_m: in
     parts = -(-sq // block_m) * (block_m // PART_ROWS)
     spans = torch.empty(b * heads * parts * 4, dtype=torch.int32, device=mask.device)
     arguments = functools.partial(launch_arguments, mask, strides, spans, heads, parts)
-    if not launch_spans.enabled:  # interpreter, AMD, unchecked triton: Triton's own launch
-        launch_spans(*arguments())
-    else:
-        key = (mask.shape, strides, block_m, mask.data_ptr() % 16 == 0, spans.data_ptr() % 16 == 0)
-        _prepared(key, dict(Mask=mask, Spans=spans), arguments)
+    key = (mask.shape, strides, block_m, mask.data_ptr() % 16 == 0, spans.data_ptr() % 16 == 0)
+    _prepared(key, dict(Mask=mask, Spans=spans), arguments)
     return spans, heads
