@@ -147,7 +147,7 @@ def host_seconds(device: str, dtype) -> dict:
         "decode_forward (launches)": lambda: decode_launch.decode_forward(problem, out, lse, config, sms),
         "sdpa (default kernel)": lambda: sdpa(q, k, v, enable_gqa=True),
     }
-    return providers.host_microseconds(calls, device, profiled="tqfa.attention", batches=5)
+    return providers.host_microseconds(calls, device, profiled="tqfa.attention", rounds=5)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ as in inference: the plain causal prefill call and with HF's causal-and-padding 
 Hkv2 S333 D128 bf16, q/k/v as views of [B, S, H, D] projections), and two decode steps (one query,
 bottom-right causal), and one token of a decode loop: 32 layers' calls with one key more than the
 last token's (a prepared launch serves one layout: the first layer of a token prepares anew).
-Every call runs 200 times untimed first; then seven rounds, each timing the
-mean of 200 calls of every entry (in an order rotated by one per round); the median is reported.
+Timed by providers.host_microseconds: seven interleaved rounds of 200 calls of every entry after
+an untimed round; the median and each round are reported.
 """
 
 from __future__ import annotations
@@ -20,16 +20,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import statistics
+import os
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-import tqfa
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import providers  # noqa: E402  (benchmarks/, after the path set-up)
+import tqfa  # noqa: E402
 
 ROUNDS = 7
-CALLS = 200
 
 
 def _inputs(device: str) -> dict:
@@ -104,23 +107,10 @@ def main() -> None:
     report = {"tqfa": tqfa.__file__, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
               "implementations": {label: fn.__module__ for label, fn in implementations.items()}}
     with torch.no_grad():
-        calls = _calls(args.device, implementations)
-        for fn in calls.values():
-            for _ in range(CALLS):
-                fn()
-            torch.cuda.synchronize()
-        names = list(calls)
-        rounds = {name: [] for name in names}
-        for r in range(ROUNDS):
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                for _ in range(CALLS):
-                    calls[name]()
-                rounds[name].append(round((time.perf_counter() - start) / CALLS * 1e6, 1))
-            torch.cuda.synchronize()
-    report["us"] = {name: statistics.median(times) for name, times in rounds.items()}
-    report["rounds"] = rounds
+        timed = providers.host_microseconds(_calls(args.device, implementations), args.device,
+                                            rounds=ROUNDS)
+    report["rounds"] = timed.pop("rounds")
+    report["us"] = {name.removesuffix(" us"): us for name, us in timed.items()}
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
     print(json.dumps(report["us"], indent=1))

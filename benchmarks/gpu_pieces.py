@@ -233,7 +233,7 @@ def hf_pieces(device: str) -> dict:
 def plain_pieces(device: str) -> dict:
     """Host microseconds of the pieces of one plain is_causal call (hf_pieces' shape: B4 Hq8 Hkv2
     S333 D128 bf16, [B, S, H, D] views), down to the prepared launch's own steps; the median of
-    five batches of 200 calls each."""
+    five interleaved rounds (providers.host_microseconds)."""
     import triton
     from triton.runtime.driver import driver
 
@@ -280,7 +280,6 @@ def plain_pieces(device: str) -> dict:
         "triton backend forward": lambda: triton_backend.forward(problem),
         "torch.empty_like(q)": lambda: torch.empty_like(q),
         "torch.empty(lse)": lambda: torch.empty((b, hq, s), dtype=torch.float32, device=q.device),
-        "q.new_empty(lse)": lambda: q.new_empty((b, hq, s), dtype=torch.float32),
         "probe(device)": lambda: probe(problem.device),
         "problem.device": lambda: problem.device,
         "select_decode_config": lambda: select_decode_config(problem, target),
@@ -299,11 +298,10 @@ def plain_pieces(device: str) -> dict:
         "knobs.runtime.debug": lambda: triton.knobs.runtime.debug,
         "variant launch, tensors as tensors": lambda: prepared.launch(prepared.grid, with_tensors),
         "variant launch, tensors as pointers": lambda: prepared.launch(prepared.grid, with_pointers),
-        "tqfa.attention (again, last)": lambda: tqfa.attention(q, k, v, is_causal=True),
         "get_current_stream": lambda: stream_of(current()),
     }
     with torch.no_grad():
-        report = providers.host_microseconds(calls, device, profiled="tqfa.attention", batches=5)
+        report = providers.host_microseconds(calls, device, profiled="tqfa.attention", rounds=5)
         report["steps of tqfa.attention (prefill)"] = _steps(q, k, v, dict(is_causal=True))
         dq = torch.randn(1, 32, 1, d, device=device, dtype=torch.bfloat16, generator=gen)
         dk, dv = (torch.randn(1, 8, 4096, d, device=device, dtype=torch.bfloat16, generator=gen)

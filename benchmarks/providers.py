@@ -284,34 +284,40 @@ def benchmark_arguments(parser, name: str, budget_s: float) -> None:
     parser.add_argument("--skip-tests", action="store_true")
 
 
-def host_microseconds(calls: dict, device: str, profiled: str | None = None, batches: int = 1
+def host_microseconds(calls: dict, device: str, profiled: str | None = None, rounds: int = 1
                       ) -> dict:
-    """Python time per call of each zero-argument callable (name -> us; the median of `batches`
-    batches of 200 calls, after a round of every call), with the GPU queue empty before each
-    batch: the callers pick shapes whose GPU time is a few microseconds, so the queue never fills
-    and blocks. With `profiled`, a cProfile of that call (top 30 by own time) under "profile"."""
+    """Python time per call of each zero-argument callable (name + " us" -> the median over
+    `rounds` rounds of the mean of 200 calls; with rounds > 1 each round's figures under
+    "rounds"). A round of every call runs untimed first, and each round times the entries in an
+    order rotated by one: the first entries timed read up to 70% slow without the untimed round,
+    and separate processes up to 2x apart (h200-2026-12-01.md), so versions are compared in one
+    process, interleaved. The GPU queue is empty before each timing: the callers pick shapes
+    whose GPU time is a few microseconds, so the queue never fills and blocks. With `profiled`, a
+    cProfile of that call (top 30 by own time) under "profile"."""
     gpu = torch.device(device).type == "cuda"
     n = 200 if gpu else 3
-    # A round of every call first: the first entries timed read up to 70% slow without it
-    # (h200-2026-12-01.md), the host's clock still rising.
+
+    def sync():
+        if gpu:
+            torch.cuda.synchronize()
+
     for fn in calls.values():
         for _ in range(n):
             fn()
-        if gpu:
-            torch.cuda.synchronize()
-    report = {}
-    for name, fn in calls.items():
-        times = []
-        for _ in range(batches):
-            if gpu:
-                torch.cuda.synchronize()
+        sync()
+    names = list(calls)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            sync()
             start = time.perf_counter()
             for _ in range(n):
-                fn()
-            times.append((time.perf_counter() - start) / n * 1e6)
-        report[name + " us"] = statistics.median(times)
-        if gpu:
-            torch.cuda.synchronize()
+                calls[name]()
+            times[name].append(round((time.perf_counter() - start) / n * 1e6, 2))
+        sync()
+    report = {name + " us": statistics.median(values) for name, values in times.items()}
+    if rounds > 1:
+        report["rounds"] = times
     if profiled:
         profile = cProfile.Profile()
         profile.runcall(lambda: [calls[profiled]() for _ in range(300 if gpu else 1)])
