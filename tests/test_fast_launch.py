@@ -458,6 +458,7 @@ def test_prepared_span_launches_match_tritons_own(monkeypatch):
         if seed:
             def refuse(grid, kwargs):
                 raise AssertionError("not the prepared launch")
+            refuse.enabled = True  # a launcher with its fast path (PreparedLaunches reads it)
             monkeypatch.setattr(mask_spans._prepared, "launcher", refuse)
         spans, heads = mask_spans.mask_spans(problem, strides, 64)
         expected = torch.full_like(spans, -7)

@@ -129,6 +129,7 @@ def test_prepared_decode_launches_match_tritons_own(name, monkeypatch):
         if attempt:
             def refuse(grid, kwargs):
                 raise AssertionError("not the prepared launch")
+            refuse.enabled = True  # a launcher with its fast path (PreparedLaunches reads it)
             monkeypatch.setattr(decode_launch._prepared_split, "launcher", refuse)
             monkeypatch.setattr(decode_launch._prepared_merge, "launcher", refuse)
         plan = decode_launch.decode_forward(problem, out, lse, CONFIG, 8, splits)
