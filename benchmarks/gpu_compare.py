@@ -56,17 +56,11 @@ H2 = dict(halves=2)
 # and the runners-up of the sweeps recorded in benchmarks/results/h200-2026-11-30*.md (the
 # two-block tiles: -halves.md). The candidates that lost since (h200-2026-11-30-qregs.md: 128-key
 # tiles at d64, Q in registers, short-row tiles with more programs per SM) are left out.
-LAZY = dict(lazy=True)
 VARIANTS = {
     (128, False): [K(128, 64, 4, 2, **H2, **TMA), K(128, 128, 8, 3, **TMA), K(64, 64, 4, 3, **TMA),
-                   K(256, 64, 8, 3, **H2, **TMA), K(128, 64, 4, 2, **H2, **TMA, **LAZY),
-                   K(128, 128, 8, 3, **TMA, **LAZY), K(64, 64, 4, 3, **TMA, **LAZY),
-                   K(256, 64, 8, 3, **H2, **TMA, **LAZY)],
-    (64, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 4, **H2, **TMA), K(128, 64, 8, 3, **TMA),
-                  K(128, 64, 4, 3, **H2, **TMA, **LAZY), K(128, 64, 4, 4, **H2, **TMA, **LAZY),
-                  K(128, 64, 8, 3, **TMA, **LAZY), K(128, 128, 8, 3, **TMA, **LAZY)],
-    (96, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 3, **TMA),
-                  K(128, 64, 4, 3, **H2, **TMA, **LAZY), K(128, 64, 4, 3, **TMA, **LAZY)],
+                   K(256, 64, 8, 3, **H2, **TMA)],
+    (64, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 4, **H2, **TMA), K(128, 64, 8, 3, **TMA)],
+    (96, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 3, **TMA)],
     (128, True): [K(128, 64, 8, 3, **TMA), K(128, 64, 4, 2, **H2, **TMA)],
 }
 GRAPH_ROUNDS = 3  # replays of each entry's CUDA graph per row, interleaved (time_row)

@@ -119,12 +119,10 @@ def test_poisoned_hf_fp32_minimum_rows_average_v(config):
 # per-head fp16 mask at d64.
 if DEVICE == "cuda":
     FEATURES = [KernelConfig(128, 64, 8, 2, tma=True), KernelConfig(64, 64, 4, 3, tma=True),
-                KernelConfig(128, 64, 4, 2, halves=2), KernelConfig(128, 32, 8, 2, tma=True, halves=2),
-                KernelConfig(128, 64, 4, 3, tma=True, halves=2, lazy=True)]
+                KernelConfig(128, 64, 4, 2, halves=2), KernelConfig(128, 32, 8, 2, tma=True, halves=2)]
 else:
     FEATURES = [KernelConfig(32, 32, 4, 1, tma=True), KernelConfig(64, 16, 4, 1, tma=True),
-                KernelConfig(64, 32, 4, 1, halves=2), KernelConfig(32, 16, 4, 1, tma=True, halves=2),
-                KernelConfig(32, 16, 4, 1, tma=True, halves=2, lazy=True)]
+                KernelConfig(64, 32, 4, 1, halves=2), KernelConfig(32, 16, 4, 1, tma=True, halves=2)]
 FEATURE_CASES = [c for c in CASES if c.head_dim <= 128 and c.dv == c.head_dim and c.q_len * c.kv_len
                  and (DEVICE == "cuda" or c.work <= 100_000)]
 
@@ -138,33 +136,6 @@ def test_poisoned_features(case, config):
     causal = case.causal
     problem = build_problem(q, k, v, mask, causal is not None, causal_alignment=causal or "top_left")
     _check(*_poisoned_run(problem, config), q, k, v, mask, causal=causal)
-
-
-LAZY = [KernelConfig(32, 16, 4, 1, lazy=True), KernelConfig(64, 16, 4, 1, tma=True, halves=2, lazy=True)]
-
-
-@needs_kernel
-@pytest.mark.parametrize("config", LAZY, ids=str)
-@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=str)
-def test_lazy_rescale_follows_growing_row_maxima(config, dtype):
-    # The row maxima climb from tile to tile, in turn by 3 and 12 log2 units (RESCALE_SLACK is 8)
-    # in the rows with q[..., 0] = 4, by a quarter or an eighth of that in rows with 1 or 0.5, not
-    # at all in rows with 0 (the other columns add little: k's are scaled down). Rows [32, 64) of
-    # each 64 hold the fast climbers, so with two row blocks of 32 only the second block's rows
-    # call for a rescale. Kept against a stale max, the state must still give the oracle's output
-    # and LSE; without the rescales the weights would overflow (180 log2 units in all).
-    gen = torch.Generator().manual_seed(5)
-    b, h, sq, skv, d = 1, 2, 100, 16 * 24, 64
-    q = torch.randn(b, h, sq, d, generator=gen)
-    k = torch.randn(b, h, skv, d, generator=gen) / 4
-    v = torch.randn(b, h, skv, d, generator=gen)
-    climb = torch.cumsum(torch.tensor([3.0, 12.0]).repeat(12), 0).repeat_interleave(16)
-    k[..., 0] = climb / (4 * math.log2(math.e)) * math.sqrt(d)  # scores in log2 units: q0 * climb / 4
-    rows = torch.arange(sq)
-    q[..., 0] = torch.where(rows // 32 % 2 == 1, 4.0, torch.tensor([0.0, 0.5, 1.0])[rows % 3])
-    q, k, v = (t.to(dtype).to(DEVICE) for t in (q, k, v))
-    problem = build_problem(q, k, v)
-    _check(*_poisoned_run(problem, config), q, k, v)
 
 
 @needs_kernel

@@ -72,9 +72,6 @@ FP32_MIN = tl.constexpr(-3.4028234663852886e38)
 # Mask values per step of the KV_RANGE scan.
 RANGE_SCAN = tl.constexpr(1024)
 
-# Largest growth of a row max (log2 units) that LAZY_RESCALE leaves unapplied.
-RESCALE_SLACK = tl.constexpr(8.0)
-
 # MASK_KIND values.
 NO_MASK = tl.constexpr(0)
 BOOL_MASK = tl.constexpr(1)
@@ -184,31 +181,12 @@ def _scores(q, q1, k, k1, BLOCK_D1: tl.constexpr, DOT_PRECISION: tl.constexpr):
 
 @triton.jit
 def _fold_scores(
-    acc, acc1, l_i, m_i, qk, m_tile, rescale, v, v1, mask_ptrs, cols, col_limit, kv_len,
-    sm_scale, qk_scale, BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
+    acc, acc1, l_i, m_i, qk, v, v1, mask_ptrs, cols, col_limit, kv_len, sm_scale, qk_scale,
+    BLOCK_D1: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr,
     MASK_KIND: tl.constexpr, FOLD_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    LAZY_RESCALE: tl.constexpr,
 ):
     """Fold one K/V tile, given its raw scores qk, into the running state of one row block (the
     invariant above)."""
-    if LAZY_RESCALE and not BOUNDARY and MASK_KIND == NO_MASK and FOLD_SCALE:
-        # The state stays relative to a stale max unless the caller found a row whose max grew
-        # by more than RESCALE_SLACK (log2 units): weights may reach 2**RESCALE_SLACK.
-        if rescale:
-            m_new = tl.maximum(m_i, m_tile)
-            alpha = tl.math.exp2(m_i - m_new)
-            acc = acc * alpha[:, None]
-            if BLOCK_D1 > 0:
-                acc1 = acc1 * alpha[:, None]
-            l_i = l_i * alpha
-            m_i = m_new
-        p = tl.math.exp2(tl.fma(qk, qk_scale, -m_i[:, None]))
-        l_i = l_i + tl.sum(p, 1)
-        p = p.to(v.dtype)
-        acc = tl.dot(p, v, acc, input_precision=DOT_PRECISION)
-        if BLOCK_D1 > 0:
-            acc1 = tl.dot(p, v1, acc1, input_precision=DOT_PRECISION)
-        return acc, acc1, l_i, m_i
     mask_val = 0
     if MASK_KIND != NO_MASK:
         mask_val = load_mask_tile(mask_ptrs, cols, kv_len, BOUNDARY)
@@ -239,7 +217,6 @@ def _attend_tiles(
     BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     HALVES: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
     FOLD_SCALE: tl.constexpr, TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    LAZY_RESCALE: tl.constexpr,
 ):
     """Stream the KV tiles [n_start, n_stop) through the row block (and, with HALVES == 2, its
     second half: the *_b state, which is passed through untouched otherwise). BOUNDARY tiles may
@@ -260,27 +237,14 @@ def _attend_tiles(
         qk = _scores(q, q1, k, k1, BLOCK_D1, DOT_PRECISION)
         if HALVES == 2:
             qk_b = _scores(q_b, q1_b, k, k1, BLOCK_D1, DOT_PRECISION)
-        m_tile = m_i
-        m_tile_b = m_b
-        rescale = False
-        if LAZY_RESCALE and not BOUNDARY and MASK_KIND == NO_MASK and FOLD_SCALE:
-            # One block-wide decision for both halves (each reduction across warps costs
-            # barriers): rescale when some row's max grew by more than RESCALE_SLACK.
-            m_tile = tl.max(qk, 1) * qk_scale
-            grown = m_tile - m_i
-            if HALVES == 2:
-                m_tile_b = tl.max(qk_b, 1) * qk_scale
-                grown = tl.maximum(grown, m_tile_b - m_b)
-            rescale = tl.max(grown) > RESCALE_SLACK
         acc, acc1, l_i, m_i = _fold_scores(
-            acc, acc1, l_i, m_i, qk, m_tile, rescale, v, v1, mask_base + mask_step, cols,
-            col_limit, kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND,
-            FOLD_SCALE, DOT_PRECISION, LAZY_RESCALE)
+            acc, acc1, l_i, m_i, qk, v, v1, mask_base + mask_step, cols, col_limit, kv_len,
+            sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE, DOT_PRECISION)
         if HALVES == 2:
             acc_b, acc1_b, l_b, m_b = _fold_scores(
-                acc_b, acc1_b, l_b, m_b, qk_b, m_tile_b, rescale, v, v1, mask_base_b + mask_step,
-                cols, col_limit_b, kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL,
-                MASK_KIND, FOLD_SCALE, DOT_PRECISION, LAZY_RESCALE)
+                acc_b, acc1_b, l_b, m_b, qk_b, v, v1, mask_base_b + mask_step, cols, col_limit_b,
+                kv_len, sm_scale, qk_scale, BLOCK_D1, BOUNDARY, CAUSAL, MASK_KIND, FOLD_SCALE,
+                DOT_PRECISION)
     return acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b
 
 
@@ -370,7 +334,7 @@ def attention_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
     KV_RANGE: tl.constexpr, BLOCK_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, LAZY_RESCALE: tl.constexpr,
+    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
     Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
@@ -480,7 +444,6 @@ def attention_fwd_kernel(
         qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        LAZY_RESCALE=LAZY_RESCALE,
     )
     if BLOCK_RANGE:
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
@@ -491,7 +454,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=NO_MASK, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            LAZY_RESCALE=LAZY_RESCALE,
         )
         acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
             acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -501,7 +463,6 @@ def attention_fwd_kernel(
             qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-            LAZY_RESCALE=LAZY_RESCALE,
         )
     acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
         acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
@@ -511,7 +472,6 @@ def attention_fwd_kernel(
         sm_scale, qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
         BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=True, CAUSAL=CAUSAL,
         MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        LAZY_RESCALE=LAZY_RESCALE,
     )
 
     _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_ob, stride_oh,

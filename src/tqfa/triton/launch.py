@@ -146,7 +146,7 @@ def kernel_arguments(
         MASK_ROWS=smm != 0, KV_RANGE=mask is not None and smm == 0,
         BLOCK_RANGE=spans is not None,
         FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
-        DOT_PRECISION=precision, LAZY_RESCALE=config.lazy,
+        DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
         # waves_per_eu, matrix_instr_nonkdim: HIP compiler options, unknown to the CUDA one.
         **(config.amd_options() if torch.version.hip else {}),

@@ -46,9 +46,6 @@ class KernelConfig:
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
-    # Rescale the running state only when a row max grows by more than kernel.RESCALE_SLACK
-    # (kernel.py: LAZY_RESCALE).
-    lazy: bool = False
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -69,9 +66,8 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        for name in ("tma", "lazy"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.tma, bool):
+            raise ValueError(f"tma must be true or false, got {self.tma!r}")
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -83,7 +79,6 @@ class KernelConfig:
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""
-        tags += " lazy" if self.lazy else ""
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
 
     @classmethod
