@@ -58,11 +58,8 @@ H2 = dict(halves=2)
 # tiles at d64, Q in registers, short-row tiles with more programs per SM) are left out.
 VARIANTS = {
     (128, False): [K(128, 64, 4, 2, **H2, **TMA), K(128, 128, 8, 3, **TMA), K(64, 64, 4, 3, **TMA),
-                   K(256, 64, 8, 3, **H2, **TMA), K(64, 64, 4, 2, **TMA, persistent=2),
-                   K(64, 64, 4, 3, **TMA, persistent=1), K(128, 128, 8, 2, **TMA, persistent=1),
-                   K(128, 64, 4, 2, **H2, **TMA, persistent=1)],
-    (64, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 4, **H2, **TMA), K(128, 64, 8, 3, **TMA),
-                  K(128, 64, 4, 3, **H2, **TMA, persistent=2), K(128, 64, 4, 2, **H2, **TMA, persistent=2)],
+                   K(256, 64, 8, 3, **H2, **TMA)],
+    (64, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 4, **H2, **TMA), K(128, 64, 8, 3, **TMA)],
     (96, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 3, **TMA)],
     (128, True): [K(128, 64, 8, 3, **TMA), K(128, 64, 4, 2, **H2, **TMA)],
 }

@@ -320,9 +320,8 @@ def _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_o
                  mask=row_ok[:, None] & (offs_d1 < HEAD_DIM)[None, :])
 
 
-@triton.jit
-def _attend_block(
-    tile,
+@triton.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
+def attention_fwd_kernel(
     Q, K, V, Mask, Out, Lse,
     q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
     stride_qb, stride_qh, stride_qm, stride_qd,
@@ -335,13 +334,16 @@ def _attend_block(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
     KV_RANGE: tl.constexpr, BLOCK_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, PERSISTENT: tl.constexpr,
+    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """One query tile (`tile`: the program id of the non-persistent grid): its rows' outputs
-    and LSE."""
+    """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
+    Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
+    The *_desc arguments are read with TMA only; mask_lowest with KV_RANGE only; Spans and
+    span_heads (1 or Hq) with BLOCK_RANGE only."""
     num_m = tl.cdiv(q_len, BLOCK_M)
-    bh = tile // num_m
-    m_block = tile % num_m
+    pid = tl.program_id(0)
+    bh = pid // num_m
+    m_block = pid % num_m
     if CAUSAL:
         m_block = num_m - 1 - m_block
     # int32 indices for the descriptors, int64 before any multiplication by a stride.
@@ -371,7 +373,7 @@ def _attend_block(
     v_offs1 = offs_n64[:, None] * stride_vn + offs_d1[None, :] * stride_vd
     q, q1 = _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start_m, rows, stride_qb, stride_qh,
                     stride_qm, stride_qd, offs_d, offs_d1, BLOCK_M // HALVES, HEAD_DIM, BLOCK_D,
-                    BLOCK_D1, TMA and not PERSISTENT)
+                    BLOCK_D1, TMA)
     mask_base = Mask + b * stride_mb + h * stride_mh
     mask_base_b = mask_base
     if MASK_ROWS:
@@ -429,7 +431,7 @@ def _attend_block(
     if HALVES == 2:
         q_b, q1_b = _load_q(Q, q_desc, q_desc1, b, h, b32, h32, start_m + BLOCK_M // 2, rows_b,
                             stride_qb, stride_qh, stride_qm, stride_qd, offs_d, offs_d1,
-                            BLOCK_M // 2, HEAD_DIM, BLOCK_D, BLOCK_D1, TMA and not PERSISTENT)
+                            BLOCK_M // 2, HEAD_DIM, BLOCK_D, BLOCK_D1, TMA)
     acc_b, acc1_b, l_b, m_b = acc, acc1, l_i, m_i
     # The full tiles (with BLOCK_RANGE: the masked ones before the run every row sees whole, the
     # run without the mask, the masked ones after), then the boundary tiles (the causal diagonal
@@ -462,16 +464,15 @@ def _attend_block(
             BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=False, CAUSAL=CAUSAL,
             MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
         )
-    if not PERSISTENT:  # (PERSISTENT problems have no boundary tiles)
-        acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
-            acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
-            acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,
-            k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
-            mask_offs, offs_n, offs_d, offs_d1, b32, kvh32, tl.maximum(n_full, n_lo), n_stop, kv_len,
-            sm_scale, qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
-            BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=True, CAUSAL=CAUSAL,
-            MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
-        )
+    acc, acc1, l_i, m_i, acc_b, acc1_b, l_b, m_b = _attend_tiles(
+        acc, acc1, l_i, m_i, q, q1, mask_base, col_limit,
+        acc_b, acc1_b, l_b, m_b, q_b, q1_b, mask_base_b, col_limit_b,
+        k_desc, k_desc1, v_desc, v_desc1, k_head, v_head, k_offs, k_offs1, v_offs, v_offs1,
+        mask_offs, offs_n, offs_d, offs_d1, b32, kvh32, tl.maximum(n_full, n_lo), n_stop, kv_len,
+        sm_scale, qk_scale, stride_kn, stride_vn, stride_mn, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM,
+        BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, HALVES=HALVES, BOUNDARY=True, CAUSAL=CAUSAL,
+        MASK_KIND=MASK_KIND, FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION,
+    )
 
     _store_rows(Out, Lse, acc, acc1, l_i, m_i, offs_m, bh, b, h, q_len, stride_ob, stride_oh,
                 stride_om, stride_od, offs_d, offs_d1, HEAD_DIM, BLOCK_D, BLOCK_D1, MASK_KIND)
@@ -479,55 +480,3 @@ def _attend_block(
         _store_rows(Out, Lse, acc_b, acc1_b, l_b, m_b, offs_m_b, bh, b, h, q_len, stride_ob,
                     stride_oh, stride_om, stride_od, offs_d, offs_d1, HEAD_DIM, BLOCK_D, BLOCK_D1,
                     MASK_KIND)
-
-
-@triton.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
-def attention_fwd_kernel(
-    Q, K, V, Mask, Out, Lse,
-    q_desc, q_desc1, k_desc, k_desc1, v_desc, v_desc1,
-    stride_qb, stride_qh, stride_qm, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_mb, stride_mh, stride_mm, stride_mn,
-    stride_ob, stride_oh, stride_om, stride_od,
-    q_heads, group, q_len, kv_len, causal_offset, sm_scale, mask_lowest, Spans, span_heads, tiles,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HALVES: tl.constexpr,
-    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_D1: tl.constexpr,
-    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, MASK_ROWS: tl.constexpr,
-    KV_RANGE: tl.constexpr, BLOCK_RANGE: tl.constexpr, FOLD_SCALE: tl.constexpr,
-    TMA: tl.constexpr, DOT_PRECISION: tl.constexpr, PERSISTENT: tl.constexpr,
-):
-    """Out [B, Hq, Sq, D] and Lse (contiguous fp32 [B, Hq, Sq]) for one query tile.
-    Key j is visible to query i iff j <= i + causal_offset (when CAUSAL) and j < kv_len.
-    The *_desc arguments are read with TMA only; mask_lowest with KV_RANGE only; Spans and
-    span_heads (1 or Hq) with BLOCK_RANGE only; tiles (B * Hq * cdiv(Sq, BLOCK_M)) with
-    PERSISTENT only."""
-    if PERSISTENT:
-        # A grid of at most as many programs as fit the GPU at once, each looping over tiles.
-        # Flattened, the tile loop and the K/V loop are one loop, so the next tile's K/V loads
-        # are issued under the current tile's last products. Triton flattens a nest of one
-        # inner loop whose bounds do not depend on the tile and that runs at least once: the
-        # launcher sets PERSISTENT for non-causal problems without a mask whose Skv is a
-        # positive multiple of BLOCK_N (no boundary tiles).
-        for tile in tl.range(tl.program_id(0), tiles, tl.num_programs(0), flatten=True):
-            _attend_block(
-                tile, Q, K, V, Mask, Out, Lse, q_desc, q_desc1, k_desc, k_desc1, v_desc,
-                v_desc1, stride_qb, stride_qh, stride_qm, stride_qd, stride_kb, stride_kh,
-                stride_kn, stride_kd, stride_vb, stride_vh, stride_vn, stride_vd, stride_mb,
-                stride_mh, stride_mm, stride_mn, stride_ob, stride_oh, stride_om, stride_od,
-                q_heads, group, q_len, kv_len, causal_offset, sm_scale, mask_lowest, Spans,
-                span_heads, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, HALVES=HALVES, HEAD_DIM=HEAD_DIM,
-                BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND,
-                MASK_ROWS=MASK_ROWS, KV_RANGE=KV_RANGE, BLOCK_RANGE=BLOCK_RANGE,
-                FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION, PERSISTENT=PERSISTENT)
-    else:
-        _attend_block(
-            tl.program_id(0), Q, K, V, Mask, Out, Lse, q_desc, q_desc1, k_desc, k_desc1,
-            v_desc, v_desc1, stride_qb, stride_qh, stride_qm, stride_qd, stride_kb, stride_kh,
-            stride_kn, stride_kd, stride_vb, stride_vh, stride_vn, stride_vd, stride_mb,
-            stride_mh, stride_mm, stride_mn, stride_ob, stride_oh, stride_om, stride_od,
-            q_heads, group, q_len, kv_len, causal_offset, sm_scale, mask_lowest, Spans,
-            span_heads, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, HALVES=HALVES, HEAD_DIM=HEAD_DIM,
-            BLOCK_D=BLOCK_D, BLOCK_D1=BLOCK_D1, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND,
-            MASK_ROWS=MASK_ROWS, KV_RANGE=KV_RANGE, BLOCK_RANGE=BLOCK_RANGE,
-            FOLD_SCALE=FOLD_SCALE, TMA=TMA, DOT_PRECISION=DOT_PRECISION, PERSISTENT=PERSISTENT)

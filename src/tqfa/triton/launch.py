@@ -8,7 +8,6 @@ import functools
 import torch
 import triton
 
-from ..device import probe
 from ..problem import Problem
 from . import mask_spans
 from .fast_launch import HostDescriptor, Launcher, PreparedLaunches, TensorDescriptor, tensor_traits
@@ -125,14 +124,7 @@ def kernel_arguments(
     parts = head_parts(problem.head_dim)
     descs = _descriptors(problem, config, parts) if config.tma else None
     num_m = -(-problem.q_len // config.block_m)  # triton.cdiv is a slow wrapper in triton 3.9
-    tiles = num_m * problem.batch * problem.q_heads
-    # kernel.py: PERSISTENT needs a problem without boundary tiles (and none masked).
-    persistent = bool(config.persistent) and problem.causal is None and mask is None and (
-        problem.kv_len % config.block_n == 0)
-    programs = tiles
-    if persistent:
-        programs = min(tiles, config.persistent * probe(problem.device).multiprocessors)
-    grid = (programs,)
+    grid = (num_m * problem.batch * problem.q_heads,)
     # tf32 only changes fp32 dots; 16-bit dots always run on the tensor cores.
     precision = "tf32" if allow_tf32 and q.dtype == torch.float32 else "ieee"
     return grid, dict(
@@ -147,14 +139,14 @@ def kernel_arguments(
         q_heads=problem.q_heads, group=problem.group,
         q_len=problem.q_len, kv_len=problem.kv_len, causal_offset=problem.causal_offset,
         sm_scale=problem.scale, mask_lowest=_mask_lowest(mask),
-        span_heads=1 if spans is None else spans[1], tiles=tiles,
+        span_heads=1 if spans is None else spans[1],
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, HALVES=config.halves,
         HEAD_DIM=problem.head_dim, BLOCK_D=parts[0], BLOCK_D1=parts[1],
         CAUSAL=problem.causal is not None, MASK_KIND=_mask_kind(problem),
         MASK_ROWS=smm != 0, KV_RANGE=mask is not None and smm == 0,
         BLOCK_RANGE=spans is not None,
         FOLD_SCALE=problem.scale > 0, TMA=descs is not None,
-        DOT_PRECISION=precision, PERSISTENT=persistent,
+        DOT_PRECISION=precision,
         num_warps=config.num_warps, num_stages=config.num_stages,
         # waves_per_eu, matrix_instr_nonkdim: HIP compiler options, unknown to the CUDA one.
         **(config.amd_options() if torch.version.hip else {}),

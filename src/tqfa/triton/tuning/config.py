@@ -46,9 +46,6 @@ class KernelConfig:
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
-    # Programs per SM of a persistent grid (kernel.py: PERSISTENT), each looping over query
-    # tiles; 0: one program per tile.
-    persistent: int = 0
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -69,8 +66,6 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        if not (_is_int(self.persistent) and 0 <= self.persistent <= 8):
-            raise ValueError(f"persistent must be an integer from 0 to 8, got {self.persistent!r}")
         if not isinstance(self.tma, bool):
             raise ValueError(f"tma must be true or false, got {self.tma!r}")
 
@@ -84,7 +79,6 @@ class KernelConfig:
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""
-        tags += f" p{self.persistent}" if self.persistent else ""
         return f"{self.block_m}x{self.block_n} w{self.num_warps} s{self.num_stages}{tags}"
 
     @classmethod
