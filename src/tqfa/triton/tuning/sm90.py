@@ -27,7 +27,7 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   128x128 w4 s2 394, 128x128 w8 s3 340; nor Q in registers for the QK products (within 1%), nor
   per-column row sums (+2% in one run, nothing per call), nor the next tile's QK products issued
   before the current softmax (h200-2026-12-01.md: 364-407 against 416-420; every row lost), nor
-  a rescale only when a row max grows past 8 log2 units (h200-2026-12-01b.md: 370-384 against
+  a rescale only when a row max grows past 8 log2 units (h200-2026-12-01b.md: 305-384 against
   420; its block-wide decision costs barriers), nor a persistent grid with the tile loop
   flattened (slower on every row it served, 294 against 390 at q512, and wrong as compiled).
 - "split" (d96 = 64 + 32 and the like): 128x64 w4 s3 (98 KB: two programs per SM, one warpgroup
