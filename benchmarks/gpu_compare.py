@@ -63,6 +63,10 @@ VARIANTS = {
     (96, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 3, **TMA)],
     (128, True): [K(128, 64, 8, 3, **TMA), K(128, 64, 4, 2, **H2, **TMA)],
 }
+# Relative error (norm) against the reference above which an entry is wrong, not imprecise: on
+# the bf16 rows correct kernels read at most 3.0e-3 (SDPA flash), while the miscompiled
+# variants of h200-2026-12-01b.md read 0.12-0.53. A wrong entry shows no speed and fails the run.
+WRONG_ERROR = 1e-2
 GRAPH_ROUNDS = 3  # replays of each entry's CUDA graph per row, interleaved (time_row)
 SMOKE_SHAPES = [Shape(1, 4, 2, 200, 200, 64), Shape(1, 4, 2, 200, 200, 96, causal=True),
                 Shape(2, 4, 2, 150, 150, 128, padding=True), Shape(2, 4, 2, 150, 150, 64, hf_mask=True)]
@@ -239,6 +243,7 @@ def time_row(shape: Shape, name: str, names: list[str], device: str, deadline: f
         out = row.pop("out", None)
         if out is not None and reference is not None:
             row["rel_err"] = relative_error(out, reference)
+            row["wrong"] = row.get("nan", False) or not row["rel_err"] <= WRONG_ERROR
     for row in rows:
         print(json.dumps(row), flush=True)
     return rows
@@ -298,13 +303,15 @@ def host_seconds(device: str) -> dict:
 
 def side_by_side(rows: list[dict], ceil: dict, key: str = "tflops") -> str:
     """One line per (shape, dtype): TFLOP/s of tqfa and each peer (`key`: "tflops" per call by
-    do_bench, "graph_tflops" from CUDA-graph replay), ratios, matmul fraction."""
+    do_bench, "graph_tflops" from CUDA-graph replay), ratios, matmul fraction; a wrong entry
+    reads "-"."""
     head = ["shape", "dtype", "tqfa", *PEERS, "tqfa / best peer", "tqfa / FA2", "tqfa / original",
             "tqfa / matmul"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * 2 + " ---: |" * (len(head) - 2)]
     keys = dict.fromkeys((r["shape"], r["dtype"]) for r in rows)
     for shape_id, name in keys:
-        rate = {r["entry"]: r.get(key) for r in rows if (r["shape"], r["dtype"]) == (shape_id, name)}
+        rate = {r["entry"]: None if r.get("wrong") else r.get(key)
+                for r in rows if (r["shape"], r["dtype"]) == (shape_id, name)}
         mine = rate.get("tqfa")
         peers = {p: rate.get(p) for p in PEERS if rate.get(p)}
         best = max(peers.values(), default=None)
@@ -332,6 +339,7 @@ def entry_table(rows: list[dict]) -> str:
         else:
             err = f"{r['rel_err']:.1e}" if "rel_err" in r else "-"
             err += " NaN!" if r.get("nan") else ""
+            err += " WRONG" if r.get("wrong") else ""
             graph = (f"{r['graph_ms']:.3f} | {r['graph_tflops']:.0f}" if "graph_ms" in r
                      else f"- | {r.get('graph_error', '')[:40]}")
             lines.append(f"| {r['shape']} | {r['dtype']} | {r['entry']} | {r['ms']:.3f} | "
@@ -404,7 +412,10 @@ def main() -> int:
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(text)
     print(text)
-    ok = results.get("pytest_returncode", 0) == 0 and not results["job_errors"]
+    wrong = [f"{r['shape']} {r['dtype']} {r['entry']}" for r in rows if r.get("wrong")]
+    if wrong:
+        print(f"wrong results (relative error above {WRONG_ERROR} or NaN): {wrong}", flush=True)
+    ok = results.get("pytest_returncode", 0) == 0 and not results["job_errors"] and not wrong
     return 0 if ok else 1
 
 
