@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ..problem import Problem
-from .fast_launch import Launcher, PreparedLaunches
+from .fast_launch import Launcher, PreparedLaunches, tensor_traits
 
 # Rows per program and keys per step of its scan. A query block's span comes in
 # BLOCK_M // PART_ROWS parts, which the forward kernel combines (kernel.py reads 16-row parts).
@@ -102,6 +102,6 @@ def mask_spans(problem: Problem, strides: tuple[int, int, int, int], block_m: in
     parts = -(-sq // block_m) * (block_m // PART_ROWS)
     spans = torch.empty(b * heads * parts * 4, dtype=torch.int32, device=mask.device)
     arguments = functools.partial(launch_arguments, mask, strides, spans, heads, parts)
-    key = (mask.shape, strides, block_m, mask.data_ptr() % 16 == 0, spans.data_ptr() % 16 == 0)
-    _prepared(key, dict(Mask=mask, Spans=spans), arguments)
+    tensors = dict(Mask=mask, Spans=spans)
+    _prepared((mask.shape, strides, block_m, tensor_traits(tensors)), tensors, arguments)
     return spans, heads
