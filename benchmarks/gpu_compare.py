@@ -52,14 +52,20 @@ ORIGINAL = {"b2-h32:8-q4096-k4096-d128": 440, "b2-h32:8-q4096-k4096-d128-causal"
 K = KernelConfig
 TMA = dict(tma=True)
 H2 = dict(halves=2)
+# The warp-specialised Gluon kernel (gluon_sm90.py), an experiment: with and without overlap.
+WS = {128: [K(128, 128, 4, 2, **TMA, ws=True), K(128, 128, 4, 2, **TMA, ws=True, overlap=True),
+            K(128, 64, 4, 3, **TMA, ws=True, overlap=True), K(128, 64, 4, 3, **TMA, ws=True)],
+      64: [K(128, 128, 4, 2, **TMA, ws=True), K(128, 128, 4, 3, **TMA, ws=True, overlap=True),
+           K(128, 64, 4, 3, **TMA, ws=True, overlap=True), K(128, 64, 4, 4, **TMA, ws=True)]}
 # Candidate configurations per (head dim, masked): the sm90 defaults (long and short rows at d128)
 # and the runners-up of the sweeps recorded in benchmarks/results/h200-2026-11-30*.md (the
 # two-block tiles: -halves.md). The candidates that lost since (h200-2026-11-30-qregs.md: 128-key
 # tiles at d64, Q in registers, short-row tiles with more programs per SM) are left out.
 VARIANTS = {
     (128, False): [K(128, 64, 4, 2, **H2, **TMA), K(128, 128, 8, 3, **TMA), K(64, 64, 4, 3, **TMA),
-                   K(256, 64, 8, 3, **H2, **TMA)],
-    (64, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 4, **H2, **TMA), K(128, 64, 8, 3, **TMA)],
+                   K(256, 64, 8, 3, **H2, **TMA), *WS[128]],
+    (64, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 4, **H2, **TMA), K(128, 64, 8, 3, **TMA),
+                  *WS[64]],
     (96, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 3, **TMA)],
     (128, True): [K(128, 64, 8, 3, **TMA), K(128, 64, 4, 2, **H2, **TMA)],
 }

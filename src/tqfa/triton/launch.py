@@ -3,6 +3,7 @@ arguments. No policy: the backend picks the configuration and allocates the outp
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -162,6 +163,16 @@ def attention_forward(
     """
     assert lse.is_contiguous() and lse.dtype == torch.float32
     assert problem.q_len > 0 and problem.kv_len > 0 and problem.batch > 0
+    if config.ws:
+        from . import gluon_launch  # only a ws configuration imports Gluon
+
+        strides = {name: _tma_strides(t) for name, t in
+                   (("q", problem.q), ("k", problem.k), ("v", problem.v), ("out", out))}
+        if not INTERPRETED and gluon_launch.applies(problem, strides):
+            gluon_launch.attention_forward_ws(problem, out, lse, config, strides)
+            return
+        # Calls the ws kernel does not serve run kernel.py's kernel on the same tiles.
+        config = dataclasses.replace(config, ws=False, overlap=False)
     spans = None
     if mask_spans.applies(problem):
         spans = mask_spans.mask_spans(problem, zeroed_strides(problem.mask), config.block_m)

@@ -198,6 +198,9 @@ def override_config(target: Target) -> KernelConfig | None:
     if target.vendor == "amd" and config.tma:
         raise ValueError(f"{CONFIG_ENV}={text!r}: tma needs an NVIDIA sm90+ GPU, this is "
                          f"{_describe(target)}")
+    if config.ws and target.arch != "sm90":
+        raise ValueError(f"{CONFIG_ENV}={text!r}: ws is a kernel for NVIDIA sm90 (H100, H200), "
+                         f"this is {_describe(target)}")
     return config
 
 

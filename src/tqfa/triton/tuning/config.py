@@ -46,6 +46,11 @@ class KernelConfig:
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
+    # NVIDIA sm90 only, an experiment: gluon_sm90.py's warp-specialised kernel (a producer warp
+    # and two consumer warpgroups of 64 rows) for the calls it serves (gluon_launch.applies);
+    # overlap issues each tile's QK product with the previous tile's PV product.
+    ws: bool = False
+    overlap: bool = False
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -66,8 +71,15 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        if not isinstance(self.tma, bool):
-            raise ValueError(f"tma must be true or false, got {self.tma!r}")
+        for name in ("tma", "ws", "overlap"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.ws and not (self.tma and self.block_m == 128 and self.num_warps == 4
+                            and self.halves == 1 and self.block_n in (64, 128)):
+            raise ValueError("ws needs tma, block_m 128 (two warpgroups of 64 rows), num_warps 4 "
+                             f"(per warpgroup), halves 1 and block_n 64 or 128, got {self}")
+        if self.overlap and not self.ws:
+            raise ValueError("overlap is an option of the ws kernel: it needs ws")
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -75,7 +87,8 @@ class KernelConfig:
                 if (value := getattr(self, name))}
 
     def __str__(self) -> str:
-        extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma"}
+        extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma", "ws": "ws",
+                 "overlap": "ov"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""

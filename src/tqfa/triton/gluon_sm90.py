@@ -1,0 +1,211 @@
+"""FlashAttention forward for sm90 in Gluon, warp-specialised: an experiment (KernelConfig.ws).
+
+Why a second kernel: Triton 3.6 compiles kernel.py's tile loop for all warps of a program, which
+wait on the same loads at barriers (3 BAR.SYNC per K/V tile in its SASS), so one warpgroup's
+softmax overlaps the other's matrix products only as far as ptxas interleaves them. Here, as in
+FlashAttention-3, the roles are separate partitions that meet only at mbarriers:
+- a producer warp issues the TMA copies: Q once, then K and V tiles into a ring of STAGES slots;
+- two consumer warpgroups of 64 query rows each run QK, the online softmax and PV on their own
+  rows, each at its own pace, and hand a slot back when both have read it.
+OVERLAP (FlashAttention-3's intra-warpgroup pipelining): the QK product of tile j and the PV
+product of tile j-1 are issued together, and tile j's softmax runs while the PV product does.
+
+Semantics are kernel.py's for the calls it serves (`applies`): 16-bit Q, K, V of head dim 64 or
+128 that the copy engine can read, no mask, causal (either alignment) or not, a positive scale.
+Scores are in log2 units; a row that has seen no visible key keeps m_i = -inf (its max is used as
+0) and gets output 0 and LSE -inf. Keys past Skv in the last tile (zero-filled by the copy engine)
+and keys past the causal limit get score -inf.
+"""
+
+from __future__ import annotations
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait)
+
+# The TMA copies' names: async_load / async_store from Triton 3.7 on (3.9 keeps the old names as
+# stubs that raise), async_copy_global_to_shared / async_copy_shared_to_global in 3.6.
+_tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
+_tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
+
+
+@gluon.jit
+def _producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty,
+              b, h, kv_h, m0, n_tiles, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+    mbarrier.expect(q_ready, 2 * q_desc.block_type.nbytes)
+    _tma_load(q_desc, [b, h, m0, 0], q_ready, q_smem.index(0))
+    _tma_load(q_desc, [b, h, m0 + 64, 0], q_ready, q_smem.index(1))
+    kv_bytes: gl.constexpr = k_desc.block_type.nbytes + v_desc.block_type.nbytes
+    for j in range(n_tiles):
+        slot = j % STAGES
+        # A fresh barrier counts its (never run) previous phase as complete: the first pass
+        # through the ring does not wait.
+        mbarrier.wait(kv_empty.index(slot), ((j // STAGES) & 1) ^ 1)
+        bar = kv_ready.index(slot)
+        mbarrier.expect(bar, kv_bytes)
+        _tma_load(k_desc, [b, kv_h, j * BLOCK_N, 0], bar, k_smem.index(slot))
+        _tma_load(v_desc, [b, kv_h, j * BLOCK_N, 0], bar, v_smem.index(slot))
+
+
+@gluon.jit
+def _scores(q, k_smem, slot, s_layout: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr):
+    """Issue the QK product of one tile (async): [ROWS, BLOCK_N] fp32 in s_layout."""
+    k = k_smem.index(slot).reshape([BLOCK_N, HEAD_DIM]).permute((1, 0))
+    return warpgroup_mma(q, k, gl.zeros([64, BLOCK_N], gl.float32, s_layout), use_acc=False,
+                         is_async=True)
+
+
+@gluon.jit
+def _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout: gl.constexpr,
+             BLOCK_N: gl.constexpr, MASKED: gl.constexpr):
+    """Online softmax of one tile's scores: (p, alpha, m_new, l_new). MASKED: keys at or past
+    key_limit[row] (a [ROWS] tensor) get score -inf."""
+    if MASKED:
+        cols = j * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+        s = gl.where(cols[None, :] < key_limit[:, None], s, float("-inf"))
+    m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+    m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
+    p = gl.exp2(s * qk_scale - m_use[:, None])
+    alpha = gl.exp2(m_i - m_use)
+    return p, alpha, m_new, l_i * alpha + gl.sum(p, axis=1)
+
+
+@gluon.jit
+def _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, start, stop, rows, key_limit,
+             qk_scale, s_layout: gl.constexpr, o_layout: gl.constexpr, BLOCK_N: gl.constexpr,
+             HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, MASKED: gl.constexpr,
+             OVERLAP: gl.constexpr):
+    """Tiles [start, stop) of one consumer: QK, softmax, PV; each slot released after its PV."""
+    dtype: gl.constexpr = k_smem.dtype
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
+    if OVERLAP:
+        if start < stop:
+            slot = start % STAGES
+            mbarrier.wait(kv_ready.index(slot), (start // STAGES) & 1)
+            s = warpgroup_mma_wait(0, deps=[_scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)])
+            p, alpha, m_i, l_i = _softmax(s, m_i, l_i, start, rows, key_limit, qk_scale, s_layout,
+                                          BLOCK_N, MASKED)
+            acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
+            prev = slot
+            for j in range(start + 1, stop):
+                slot = j % STAGES
+                mbarrier.wait(kv_ready.index(slot), (j // STAGES) & 1)
+                s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
+                pv = gl.convert_layout(p.to(dtype), p_layout)
+                v = v_smem.index(prev).reshape([BLOCK_N, HEAD_DIM])
+                acc = warpgroup_mma(pv, v, acc, is_async=True)
+                s = warpgroup_mma_wait(1, deps=[s])
+                p, alpha, m_i, l_i = _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout,
+                                              BLOCK_N, MASKED)
+                acc = warpgroup_mma_wait(0, deps=[acc])
+                mbarrier.arrive(kv_empty.index(prev), count=1)
+                acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
+                prev = slot
+            pv = gl.convert_layout(p.to(dtype), p_layout)
+            v = v_smem.index(prev).reshape([BLOCK_N, HEAD_DIM])
+            acc = warpgroup_mma_wait(0, deps=[warpgroup_mma(pv, v, acc, is_async=True)])
+            mbarrier.arrive(kv_empty.index(prev), count=1)
+    else:
+        for j in range(start, stop):
+            slot = j % STAGES
+            mbarrier.wait(kv_ready.index(slot), (j // STAGES) & 1)
+            s = warpgroup_mma_wait(0, deps=[_scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)])
+            p, alpha, m_i, l_i = _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout,
+                                          BLOCK_N, MASKED)
+            acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
+            pv = gl.convert_layout(p.to(dtype), p_layout)
+            v = v_smem.index(slot).reshape([BLOCK_N, HEAD_DIM])
+            acc = warpgroup_mma_wait(0, deps=[warpgroup_mma(pv, v, acc, is_async=True)])
+            mbarrier.arrive(kv_empty.index(slot), count=1)
+    return acc, m_i, l_i
+
+
+@gluon.jit
+def _consumer(o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, b, h, bh, m0,
+              q_len, kv_len, causal_offset, n_tiles, qk_scale, WHICH: gl.constexpr,
+              BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
+              CAUSAL: gl.constexpr, OVERLAP: gl.constexpr):
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, HEAD_DIM, 16])
+    row0 = m0 + WHICH * 64
+    rows = row0 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
+    # Tiles [0, n_plain) need no mask for any row of this consumer: they end at or before Skv
+    # and, causal, before the first row's limit. Tiles [n_plain, n_tiles) get the mask.
+    n_plain = kv_len // BLOCK_N
+    key_limit = gl.full([64], 0, gl.int32, gl.SliceLayout(1, s_layout)) + kv_len
+    if CAUSAL:
+        n_plain = gl.minimum(n_plain, gl.maximum(row0 + causal_offset + 1, 0) // BLOCK_N)
+        key_limit = gl.minimum(key_limit, rows + causal_offset + 1)
+    n_plain = gl.minimum(n_plain, n_tiles)
+    q = q_smem.index(WHICH).reshape([64, HEAD_DIM])
+    m_i = gl.full([64], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+    l_i = gl.zeros([64], gl.float32, gl.SliceLayout(1, s_layout))
+    acc = gl.zeros([64, HEAD_DIM], gl.float32, o_layout)
+    mbarrier.wait(q_ready, 0)
+    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, 0, n_plain,
+                             rows, key_limit, qk_scale, s_layout, o_layout, BLOCK_N, HEAD_DIM,
+                             STAGES, False, OVERLAP)
+    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, n_plain,
+                             n_tiles, rows, key_limit, qk_scale, s_layout, o_layout, BLOCK_N,
+                             HEAD_DIM, STAGES, True, OVERLAP)
+    seen = l_i > 0.0
+    l_safe = gl.where(seen, l_i, 1.0)
+    lse = gl.where(seen, (m_i + gl.log2(l_safe)) * 0.6931471805599453, float("-inf"))
+    gl.store(Lse + bh.to(gl.int64) * q_len + rows, lse, mask=rows < q_len)
+    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
+    out = (acc / gl.convert_layout(l_safe, o_rows)[:, None]).to(q_smem.dtype)
+    # Q's slot of this consumer is free once its last QK product has been waited on.
+    q_smem.index(WHICH).reshape([64, HEAD_DIM]).store(out)
+    fence_async_shared()
+    _tma_store(o_desc, [b, h, row0, 0], q_smem.index(WHICH))
+    tma.store_wait(0)
+
+
+@gluon.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
+def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group, q_len, kv_len,
+                            causal_offset, sm_scale, BLOCK_N: gl.constexpr,
+                            HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
+                            OVERLAP: gl.constexpr):
+    """One program: 128 query rows of one (batch, q head); grid as kernel.py's (query blocks
+    fastest, reversed when causal)."""
+    num_m = gl.cdiv(q_len, 128)
+    pid = gl.program_id(0)
+    bh = pid // num_m
+    block = pid % num_m
+    if CAUSAL:
+        block = num_m - 1 - block
+    b = bh // q_heads
+    h = bh % q_heads
+    m0 = block * 128
+    key_end = kv_len
+    if CAUSAL:
+        key_end = gl.minimum(key_end, gl.maximum(m0 + 128 + causal_offset, 0))
+    n_tiles = gl.cdiv(key_end, BLOCK_N)
+
+    dtype: gl.constexpr = q_desc.dtype
+    q_smem = gl.allocate_shared_memory(dtype, [2] + q_desc.block_type.shape, q_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES] + k_desc.block_type.shape, k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES] + v_desc.block_type.shape, v_desc.layout)
+    q_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    kv_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    kv_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(q_ready, count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(kv_ready.index(i), count=1)
+        mbarrier.init(kv_empty.index(i), count=2)
+    fence_async_shared()
+    qk_scale = sm_scale * 1.4426950408889634
+    gl.warp_specialize([
+        (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, b, h, bh,
+                     m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 0, BLOCK_N, HEAD_DIM,
+                     STAGES, CAUSAL, OVERLAP)),
+        (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, b, h, bh,
+                     m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 1, BLOCK_N, HEAD_DIM,
+                     STAGES, CAUSAL, OVERLAP)),
+        (_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty,
+                     b, h, h // group, m0, n_tiles, BLOCK_N, STAGES)),
+    ], [4, 1], [240, 40])

@@ -1,0 +1,129 @@
+"""The sm90 warp-specialised Gluon kernel (KernelConfig.ws, an experiment).
+
+On an sm90 GPU (TQFA_TEST_DEVICE=cuda) it runs into NaN-poisoned outputs against the float64
+oracle, on shapes whose loops run more than once: several K/V tiles per program (the slot ring
+wraps), partial last tiles of queries and keys, GQA, both causal alignments with rows that see
+no key, a [B, S, H, D] layout. Everywhere: the configuration's rules, the fallback to kernel.py
+for calls the kernel does not serve, and ahead-of-time sm90 compiles (no GPU needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zlib
+
+import pytest
+import torch
+
+from test_triton_kernel import DEVICE, _check, _poisoned_run, launch, needs_kernel
+from tqfa.problem import build_problem
+from tqfa.triton.tuning import KernelConfig
+
+K = KernelConfig
+WS = [K(128, 128, 4, 2, tma=True, ws=True), K(128, 128, 4, 2, tma=True, ws=True, overlap=True),
+      K(128, 64, 4, 3, tma=True, ws=True, overlap=True)]
+ON_SM90 = DEVICE == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+# (batch, q heads, kv heads, Sq, Skv, head dim, causal, [B, S, H, D] layout)
+SHAPES = [
+    (2, 4, 2, 300, 517, 128, None, False),
+    (2, 4, 2, 300, 517, 128, "top_left", False),
+    (1, 4, 1, 600, 333, 128, "bottom_right", False),
+    (1, 2, 2, 200, 900, 64, "bottom_right", False),
+    (1, 8, 1, 1000, 1000, 64, "top_left", True),
+    (2, 4, 4, 5, 2000, 128, None, True),
+]
+
+
+def _inputs(shape, dtype, seed):
+    b, hq, hkv, sq, skv, d, _, bshd = shape
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(b, s, h, d, generator=gen).to(dtype)
+               for s, h in ((sq, hq), (skv, hkv), (skv, hkv)))
+    if not bshd:
+        q, k, v = (t.contiguous() for t in (q, k, v))
+    return [t.transpose(1, 2).to(DEVICE) for t in (q, k, v)]
+
+
+@pytest.mark.skipif(not ON_SM90, reason="the ws kernel runs on an sm90 GPU only (TQFA_TEST_DEVICE=cuda)")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("config", WS, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_poisoned_ws_kernel(shape, config, dtype):
+    from tqfa.triton import gluon_launch
+
+    q, k, v = _inputs(shape, dtype, seed=zlib.crc32(str(shape).encode()))
+    causal = shape[6]
+    problem = build_problem(q, k, v, None, causal is not None, causal_alignment=causal or "top_left")
+    out = torch.empty_like(q)
+    strides = {n: launch._tma_strides(t) for n, t in (("q", q), ("k", k), ("v", v), ("out", out))}
+    assert gluon_launch.applies(problem, strides)  # the ws kernel itself runs, not the fallback
+    _check(*_poisoned_run(problem, config), q, k, v, causal=causal)
+
+
+@needs_kernel
+def test_ws_configuration_falls_back_where_it_does_not_apply():
+    # A bool mask (and, under the interpreter, every call) goes to kernel.py on the same tiles.
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, n, 64, generator=gen).half().to(DEVICE) for n in (40, 70, 70))
+    keep = (torch.rand(40, 70, generator=gen) > 0.3).to(DEVICE)
+    problem = build_problem(q, k, v, keep, False)
+    _check(*_poisoned_run(problem, WS[1]), q, k, v, keep)
+
+
+def test_ws_configuration_rules():
+    assert str(WS[1]) == "128x128 w4 s2 tma ws ov"
+    with pytest.raises(ValueError, match="ws needs tma"):
+        K(128, 128, 4, 2, ws=True)
+    with pytest.raises(ValueError, match="ws needs tma"):
+        K(64, 128, 4, 2, tma=True, ws=True)
+    with pytest.raises(ValueError, match="overlap is an option of the ws kernel"):
+        K(128, 128, 4, 2, tma=True, overlap=True)
+    assert KernelConfig.from_json('{"block_m": 128, "block_n": 128, "num_warps": 4, '
+                                  '"num_stages": 2, "tma": true, "ws": true}') == WS[0]
+
+
+def _compile_sm90(config: KernelConfig, head_dim: int, causal: bool) -> None:
+    """triton.compile of the ws kernel for sm90, with the signature triton.jit would give; prints
+    what the test checks as JSON. Run in a process without TRITON_INTERPRET: Gluon's library
+    functions are interpreted functions in a process that imported Gluon with it set."""
+    import triton
+    from triton._C.libtriton import native_specialize_impl
+    from triton.backends.compiler import BaseBackend, GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from tqfa.triton import gluon_launch
+    from tqfa.triton.gluon_sm90 import attention_fwd_ws_kernel
+
+    t = torch.empty(2, 4, 256, head_dim, dtype=torch.bfloat16)
+    def desc(rows):
+        d = gluon_launch._descriptor(t, t.stride(), rows)
+        return native_specialize_impl(BaseBackend, d, False, True, True)[0]
+    signature = {"q_desc": desc(64), "k_desc": desc(config.block_n), "v_desc": desc(config.block_n),
+                 "o_desc": desc(64), "Lse": "*fp32", "q_heads": "i32", "group": "i32",
+                 "q_len": "i32", "kv_len": "i32", "causal_offset": "i32", "sm_scale": "fp32"}
+    constants = dict(BLOCK_N=config.block_n, HEAD_DIM=head_dim, STAGES=config.num_stages,
+                     CAUSAL=causal, OVERLAP=config.overlap)
+    signature.update(dict.fromkeys(constants, "constexpr"))
+    source = GluonASTSource(attention_fwd_ws_kernel, signature, constexprs=constants, attrs={})
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    ptx = compiled.asm["ptx"]
+    print(json.dumps({"wgmma": ptx.count("wgmma.mma_async"), "shared": compiled.metadata.shared,
+                      "setmaxnreg": "setmaxnreg.dec" in ptx, "tma": "cp.async.bulk.tensor" in ptx}))
+
+
+@pytest.mark.parametrize("index, head_dim", [(0, 128), (1, 128), (2, 64)])
+def test_ws_kernel_compiles_for_sm90(index, head_dim):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = f"import test_gluon_sm90 as t; t._compile_sm90(t.WS[{index}], {head_dim}, causal=True)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=os.path.dirname(__file__), timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    # Two consumer warpgroups, each issuing its QK and PV products as wgmma; a producer warp
+    # that drops its registers (setmaxnreg); TMA copies in and out; within sm90's shared memory.
+    assert report["wgmma"] >= 2 * head_dim // 16
+    assert report["setmaxnreg"] and report["tma"]
+    assert report["shared"] <= 232448
