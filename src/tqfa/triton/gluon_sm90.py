@@ -22,7 +22,12 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (
-    fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait)
+    fence_async_shared,
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
 
 # The TMA copies' names: async_load / async_store from Triton 3.7 on (3.9 keeps the old names as
 # stubs that raise), async_copy_global_to_shared / async_copy_shared_to_global in 3.6.
