@@ -53,10 +53,12 @@ K = KernelConfig
 TMA = dict(tma=True)
 H2 = dict(halves=2)
 # The warp-specialised Gluon kernel (gluon_sm90.py), an experiment: with and without overlap.
-WS = {128: [K(128, 128, 4, 2, **TMA, ws=True), K(128, 128, 4, 2, **TMA, ws=True, overlap=True),
-            K(128, 64, 4, 3, **TMA, ws=True, overlap=True), K(128, 64, 4, 3, **TMA, ws=True)],
-      64: [K(128, 128, 4, 2, **TMA, ws=True), K(128, 128, 4, 3, **TMA, ws=True, overlap=True),
-           K(128, 64, 4, 3, **TMA, ws=True, overlap=True), K(128, 64, 4, 4, **TMA, ws=True)]}
+WS_ = dict(**TMA, ws=True)
+WS = {128: [K(128, 128, 4, 2, **WS_), K(128, 128, 4, 2, **WS_, pingpong=True),
+            K(128, 128, 4, 2, **WS_, overlap=True), K(128, 128, 4, 2, **WS_, overlap=True, pingpong=True),
+            K(128, 64, 4, 3, **WS_, overlap=True, pingpong=True)],
+      64: [K(128, 128, 4, 3, **WS_, overlap=True), K(128, 128, 4, 3, **WS_, overlap=True, pingpong=True),
+           K(128, 128, 4, 2, **WS_, pingpong=True), K(128, 64, 4, 3, **WS_, overlap=True, pingpong=True)]}
 # Candidate configurations per (head dim, masked): the sm90 defaults (long and short rows at d128)
 # and the runners-up of the sweeps recorded in benchmarks/results/h200-2026-11-30*.md (the
 # two-block tiles: -halves.md). The candidates that lost since (h200-2026-11-30-qregs.md: 128-key

@@ -18,13 +18,16 @@ import zlib
 import pytest
 import torch
 
+import tqfa
 from test_triton_kernel import DEVICE, _check, _poisoned_run, launch, needs_kernel
 from tqfa.problem import build_problem
 from tqfa.triton.tuning import KernelConfig
 
 K = KernelConfig
 WS = [K(128, 128, 4, 2, tma=True, ws=True), K(128, 128, 4, 2, tma=True, ws=True, overlap=True),
-      K(128, 64, 4, 3, tma=True, ws=True, overlap=True)]
+      K(128, 64, 4, 3, tma=True, ws=True, overlap=True),
+      K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
+      K(128, 64, 4, 3, tma=True, ws=True, overlap=True, pingpong=True)]
 ON_SM90 = DEVICE == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 # (batch, q heads, kv heads, Sq, Skv, head dim, causal, [B, S, H, D] layout)
 SHAPES = [
@@ -48,8 +51,8 @@ def _inputs(shape, dtype, seed):
 
 
 @pytest.mark.skipif(not ON_SM90, reason="the ws kernel runs on an sm90 GPU only (TQFA_TEST_DEVICE=cuda)")
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("config", WS, ids=str)
+@pytest.mark.parametrize("config, dtype", [(c, torch.bfloat16) for c in WS]
+                         + [(WS[0], torch.float16), (WS[4], torch.float16)], ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_poisoned_ws_kernel(shape, config, dtype):
     from tqfa.triton import gluon_launch
@@ -79,8 +82,10 @@ def test_ws_configuration_rules():
         K(128, 128, 4, 2, ws=True)
     with pytest.raises(ValueError, match="ws needs tma"):
         K(64, 128, 4, 2, tma=True, ws=True)
-    with pytest.raises(ValueError, match="overlap is an option of the ws kernel"):
+    with pytest.raises(ValueError, match="overlap and pingpong are options"):
         K(128, 128, 4, 2, tma=True, overlap=True)
+    with pytest.raises(ValueError, match="overlap and pingpong are options"):
+        K(128, 128, 4, 2, tma=True, pingpong=True)
     assert KernelConfig.from_json('{"block_m": 128, "block_n": 128, "num_warps": 4, '
                                   '"num_stages": 2, "tma": true, "ws": true}') == WS[0]
 
@@ -105,7 +110,7 @@ def _compile_sm90(config: KernelConfig, head_dim: int, causal: bool) -> None:
                  "o_desc": desc(64), "Lse": "*fp32", "q_heads": "i32", "group": "i32",
                  "q_len": "i32", "kv_len": "i32", "causal_offset": "i32", "sm_scale": "fp32"}
     constants = dict(BLOCK_N=config.block_n, HEAD_DIM=head_dim, STAGES=config.num_stages,
-                     CAUSAL=causal, OVERLAP=config.overlap)
+                     CAUSAL=causal, OVERLAP=config.overlap, PINGPONG=config.pingpong)
     signature.update(dict.fromkeys(constants, "constexpr"))
     source = GluonASTSource(attention_fwd_ws_kernel, signature, constexprs=constants, attrs={})
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
@@ -114,9 +119,12 @@ def _compile_sm90(config: KernelConfig, head_dim: int, causal: bool) -> None:
                       "setmaxnreg": "setmaxnreg.dec" in ptx, "tma": "cp.async.bulk.tensor" in ptx}))
 
 
-@pytest.mark.parametrize("index, head_dim", [(0, 128), (1, 128), (2, 64)])
+@pytest.mark.parametrize("index, head_dim", [(0, 128), (1, 128), (2, 64), (3, 128), (4, 64)])
 def test_ws_kernel_compiles_for_sm90(index, head_dim):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    # The child imports tqfa from where this process did (PYTHONPATH may be relative).
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(tqfa.__file__)),
+                                         env.get("PYTHONPATH", "")])
     code = f"import test_gluon_sm90 as t; t._compile_sm90(t.WS[{index}], {head_dim}, causal=True)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=os.path.dirname(__file__), timeout=300)

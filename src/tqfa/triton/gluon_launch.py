@@ -46,4 +46,4 @@ def attention_forward_ws(problem: Problem, out: torch.Tensor, lse: torch.Tensor,
         problem.q_heads, problem.group, problem.q_len, problem.kv_len, problem.causal_offset,
         problem.scale, BLOCK_N=config.block_n, HEAD_DIM=problem.head_dim,
         STAGES=config.num_stages, CAUSAL=problem.causal is not None, OVERLAP=config.overlap,
-        num_warps=4)
+        PINGPONG=config.pingpong, num_warps=4)

@@ -77,11 +77,28 @@ def _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout: gl.constexpr,
 
 
 @gluon.jit
-def _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, start, stop, rows, key_limit,
-             qk_scale, s_layout: gl.constexpr, o_layout: gl.constexpr, BLOCK_N: gl.constexpr,
-             HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, MASKED: gl.constexpr,
-             OVERLAP: gl.constexpr):
-    """Tiles [start, stop) of one consumer: QK, softmax, PV; each slot released after its PV."""
+def _take_turn(turn, j, WHICH: gl.constexpr, PINGPONG: gl.constexpr):
+    """PINGPONG: wait until the other consumer has issued its products of tile j - 1 (consumer 0
+    goes first: the kernel arrives once on its barrier)."""
+    if PINGPONG:
+        mbarrier.wait(turn.index(WHICH), j & 1)
+
+
+@gluon.jit
+def _pass_turn(turn, WHICH: gl.constexpr, PINGPONG: gl.constexpr):
+    if PINGPONG:
+        mbarrier.arrive(turn.index(1 - WHICH), count=1)
+
+
+@gluon.jit
+def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, start, stop, rows,
+             key_limit, qk_scale, s_layout: gl.constexpr, o_layout: gl.constexpr,
+             BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
+             MASKED: gl.constexpr, OVERLAP: gl.constexpr, WHICH: gl.constexpr,
+             PINGPONG: gl.constexpr):
+    """Tiles [start, stop) of one consumer: QK, softmax, PV; each slot released after its PV.
+    PINGPONG: the two consumers issue their tiles' products in turn, so that one's softmax
+    runs while the other's products do (FlashAttention-3's warpgroup ping-pong)."""
     dtype: gl.constexpr = k_smem.dtype
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
@@ -89,7 +106,10 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, start, stop, 
         if start < stop:
             slot = start % STAGES
             mbarrier.wait(kv_ready.index(slot), (start // STAGES) & 1)
-            s = warpgroup_mma_wait(0, deps=[_scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)])
+            _take_turn(turn, start, WHICH, PINGPONG)
+            s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
+            _pass_turn(turn, WHICH, PINGPONG)
+            s = warpgroup_mma_wait(0, deps=[s])
             p, alpha, m_i, l_i = _softmax(s, m_i, l_i, start, rows, key_limit, qk_scale, s_layout,
                                           BLOCK_N, MASKED)
             acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
@@ -97,10 +117,12 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, start, stop, 
             for j in range(start + 1, stop):
                 slot = j % STAGES
                 mbarrier.wait(kv_ready.index(slot), (j // STAGES) & 1)
-                s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
                 pv = gl.convert_layout(p.to(dtype), p_layout)
                 v = v_smem.index(prev).reshape([BLOCK_N, HEAD_DIM])
+                _take_turn(turn, j, WHICH, PINGPONG)
+                s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
                 acc = warpgroup_mma(pv, v, acc, is_async=True)
+                _pass_turn(turn, WHICH, PINGPONG)
                 s = warpgroup_mma_wait(1, deps=[s])
                 p, alpha, m_i, l_i = _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout,
                                               BLOCK_N, MASKED)
@@ -116,7 +138,10 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, start, stop, 
         for j in range(start, stop):
             slot = j % STAGES
             mbarrier.wait(kv_ready.index(slot), (j // STAGES) & 1)
-            s = warpgroup_mma_wait(0, deps=[_scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)])
+            _take_turn(turn, j, WHICH, PINGPONG)
+            s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
+            _pass_turn(turn, WHICH, PINGPONG)
+            s = warpgroup_mma_wait(0, deps=[s])
             p, alpha, m_i, l_i = _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout,
                                           BLOCK_N, MASKED)
             acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
@@ -128,10 +153,10 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, start, stop, 
 
 
 @gluon.jit
-def _consumer(o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, b, h, bh, m0,
-              q_len, kv_len, causal_offset, n_tiles, qk_scale, WHICH: gl.constexpr,
+def _consumer(o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, turn, b, h, bh,
+              m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, WHICH: gl.constexpr,
               BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
-              CAUSAL: gl.constexpr, OVERLAP: gl.constexpr):
+              CAUSAL: gl.constexpr, OVERLAP: gl.constexpr, PINGPONG: gl.constexpr):
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -151,12 +176,12 @@ def _consumer(o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, 
     l_i = gl.zeros([64], gl.float32, gl.SliceLayout(1, s_layout))
     acc = gl.zeros([64, HEAD_DIM], gl.float32, o_layout)
     mbarrier.wait(q_ready, 0)
-    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, 0, n_plain,
-                             rows, key_limit, qk_scale, s_layout, o_layout, BLOCK_N, HEAD_DIM,
-                             STAGES, False, OVERLAP)
-    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, acc, m_i, l_i, n_plain,
+    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, 0,
+                             n_plain, rows, key_limit, qk_scale, s_layout, o_layout, BLOCK_N,
+                             HEAD_DIM, STAGES, False, OVERLAP, WHICH, PINGPONG)
+    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, n_plain,
                              n_tiles, rows, key_limit, qk_scale, s_layout, o_layout, BLOCK_N,
-                             HEAD_DIM, STAGES, True, OVERLAP)
+                             HEAD_DIM, STAGES, True, OVERLAP, WHICH, PINGPONG)
     seen = l_i > 0.0
     l_safe = gl.where(seen, l_i, 1.0)
     lse = gl.where(seen, (m_i + gl.log2(l_safe)) * 0.6931471805599453, float("-inf"))
@@ -174,7 +199,7 @@ def _consumer(o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, 
 def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group, q_len, kv_len,
                             causal_offset, sm_scale, BLOCK_N: gl.constexpr,
                             HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                            OVERLAP: gl.constexpr):
+                            OVERLAP: gl.constexpr, PINGPONG: gl.constexpr):
     """One program: 128 query rows of one (batch, q head); grid as kernel.py's (query blocks
     fastest, reversed when causal)."""
     num_m = gl.cdiv(q_len, 128)
@@ -198,19 +223,24 @@ def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group,
     q_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     kv_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     kv_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     mbarrier.init(q_ready, count=1)
+    mbarrier.init(turn.index(0), count=1)
+    mbarrier.init(turn.index(1), count=1)
     for i in gl.static_range(STAGES):
         mbarrier.init(kv_ready.index(i), count=1)
         mbarrier.init(kv_empty.index(i), count=2)
     fence_async_shared()
+    if PINGPONG:
+        mbarrier.arrive(turn.index(0), count=1)  # consumer 0 issues tile 0 first
     qk_scale = sm_scale * 1.4426950408889634
     gl.warp_specialize([
-        (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, b, h, bh,
-                     m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 0, BLOCK_N, HEAD_DIM,
-                     STAGES, CAUSAL, OVERLAP)),
-        (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, b, h, bh,
-                     m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 1, BLOCK_N, HEAD_DIM,
-                     STAGES, CAUSAL, OVERLAP)),
+        (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, turn, b, h,
+                     bh, m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 0, BLOCK_N,
+                     HEAD_DIM, STAGES, CAUSAL, OVERLAP, PINGPONG)),
+        (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, turn, b, h,
+                     bh, m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 1, BLOCK_N,
+                     HEAD_DIM, STAGES, CAUSAL, OVERLAP, PINGPONG)),
         (_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty,
                      b, h, h // group, m0, n_tiles, BLOCK_N, STAGES)),
-    ], [4, 1], [240, 40])
+    ], [4, 1], [240, 24])

@@ -48,9 +48,11 @@ class KernelConfig:
     halves: int = 1
     # NVIDIA sm90 only, an experiment: gluon_sm90.py's warp-specialised kernel (a producer warp
     # and two consumer warpgroups of 64 rows) for the calls it serves (gluon_launch.applies);
-    # overlap issues each tile's QK product with the previous tile's PV product.
+    # overlap issues each tile's QK product with the previous tile's PV product; pingpong makes
+    # the two warpgroups issue their products in turn.
     ws: bool = False
     overlap: bool = False
+    pingpong: bool = False
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -71,15 +73,15 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        for name in ("tma", "ws", "overlap"):
+        for name in ("tma", "ws", "overlap", "pingpong"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.ws and not (self.tma and self.block_m == 128 and self.num_warps == 4
                             and self.halves == 1 and self.block_n in (64, 128)):
             raise ValueError("ws needs tma, block_m 128 (two warpgroups of 64 rows), num_warps 4 "
                              f"(per warpgroup), halves 1 and block_n 64 or 128, got {self}")
-        if self.overlap and not self.ws:
-            raise ValueError("overlap is an option of the ws kernel: it needs ws")
+        if (self.overlap or self.pingpong) and not self.ws:
+            raise ValueError("overlap and pingpong are options of the ws kernel: they need ws")
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -88,7 +90,7 @@ class KernelConfig:
 
     def __str__(self) -> str:
         extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma", "ws": "ws",
-                 "overlap": "ov"}
+                 "overlap": "ov", "pingpong": "pp"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""
