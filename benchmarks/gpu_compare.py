@@ -52,13 +52,11 @@ ORIGINAL = {"b2-h32:8-q4096-k4096-d128": 440, "b2-h32:8-q4096-k4096-d128-causal"
 K = KernelConfig
 TMA = dict(tma=True)
 H2 = dict(halves=2)
-# The warp-specialised Gluon kernel (gluon_sm90.py), an experiment: with and without overlap.
+# The warp-specialised Gluon kernel (gluon_sm90.py): the d128 default's neighbours, and d64.
 WS_ = dict(**TMA, ws=True)
-WS = {128: [K(128, 128, 4, 2, **WS_), K(128, 128, 4, 2, **WS_, pingpong=True),
-            K(128, 128, 4, 2, **WS_, overlap=True), K(128, 128, 4, 2, **WS_, overlap=True, pingpong=True),
-            K(128, 64, 4, 3, **WS_, overlap=True, pingpong=True)],
-      64: [K(128, 128, 4, 3, **WS_, overlap=True), K(128, 128, 4, 3, **WS_, overlap=True, pingpong=True),
-           K(128, 128, 4, 2, **WS_, pingpong=True), K(128, 64, 4, 3, **WS_, overlap=True, pingpong=True)]}
+WS = {128: [K(128, 128, 4, 2, **WS_), K(128, 128, 4, 3, **WS_, pingpong=True)],
+      64: [K(128, 128, 4, 2, **WS_, pingpong=True), K(128, 128, 4, 3, **WS_, pingpong=True),
+           K(128, 256, 4, 2, **WS_, pingpong=True), K(128, 256, 4, 2, **WS_)]}
 # Candidate configurations per (head dim, masked): the sm90 defaults (long and short rows at d128)
 # and the runners-up of the sweeps recorded in benchmarks/results/h200-2026-11-30*.md (the
 # two-block tiles: -halves.md). The candidates that lost since (h200-2026-11-30-qregs.md: 128-key

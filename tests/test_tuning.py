@@ -170,7 +170,14 @@ def clean_environment(monkeypatch):
 
 
 def test_sm90_keeps_the_measured_defaults():
-    assert select_config(meta_problem(128), H100) == K(128, 64, 4, 2, tma=True, halves=2)
+    # d128 without a mask, 16-bit, in layouts the copy engine reads: the Gluon ws kernel.
+    assert select_config(meta_problem(128), H100) == K(128, 128, 4, 2, tma=True, ws=True, pingpong=True)
+    assert select_config(meta_problem(128, causal=False), H100) == select_config(meta_problem(128), H100)
+    # ...and kernel.py where a layout rules descriptors out (a D stride of 2).
+    wide = torch.empty(2, 32, 4096, 256, dtype=torch.bfloat16, device="meta")[..., ::2]
+    assert problem_tags(build_problem(wide, wide[:, :8], wide[:, :8], None, True)) == ()
+    assert select_config(build_problem(wide, wide[:, :8], wide[:, :8], None, True), H100) == (
+        K(128, 64, 4, 2, tma=True, halves=2))
     assert select_config(meta_problem(112), H100) == K(128, 64, 4, 2, tma=True, halves=2)  # 128
     assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # split: 64 + 32
     assert select_config(meta_problem(64), H100) == K(128, 64, 4, 3, tma=True, halves=2)
@@ -185,7 +192,10 @@ def test_tags_pick_rows_in_order_of_precedence():
     assert problem_tags(meta_problem(96, mask=True, **short)) == ("masked", "short", "split")
     assert problem_tags(meta_problem(128, mask="keys")) == ("keymask", "masked")
     assert problem_tags(meta_problem(128, q_len=1, kv_len=1000, mask=True)) == ("keymask", "masked", "short")
-    assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025)) == ()
+    assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025)) == ("dense",)
+    assert problem_tags(meta_problem(128, dtype=torch.float32, q_len=1024, kv_len=1025)) == ()
+    assert problem_tags(meta_problem(96, q_len=1024, kv_len=1025)) == ("split",)
+    assert problem_tags(meta_problem(64, **short)) == ("short", "dense")
     assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3, tma=True)
     assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3, tma=True)  # short before split
     assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3, tma=True)
@@ -242,7 +252,12 @@ def test_override_replaces_the_selection(monkeypatch):
                                    '"waves_per_eu": 1, "matrix_instr_nonkdim": 32}')
     assert select_config(meta_problem(), DEVICES[7][0]) == K(64, 64, 4, 1, 1, 32)
     monkeypatch.setenv(CONFIG_ENV, "  ")
-    assert select_config(meta_problem(), H100) == K(128, 64, 4, 2, tma=True, halves=2)
+    assert select_config(meta_problem(), H100) == K(128, 128, 4, 2, tma=True, ws=True, pingpong=True)
+    # ws is an sm90 kernel: on any other target the override is refused.
+    monkeypatch.setenv(CONFIG_ENV, _json(block_m=128, tma=True, ws=True))
+    assert select_config(meta_problem(), H100) == K(128, 64, 4, 2, tma=True, ws=True)
+    with pytest.raises(ValueError, match="ws is a kernel for NVIDIA sm90"):
+        select_config(meta_problem(), DEVICES[0][0])
 
 
 def _json(**fields):

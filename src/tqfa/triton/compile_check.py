@@ -129,6 +129,9 @@ def specialise(fn, kwargs: dict):
         name, value = param.name, kwargs[param.name]
         if param.is_constexpr or value is None:
             signature[name], constexprs[name] = "constexpr", value
+        elif type(value).__module__.startswith("triton.experimental.gluon"):  # its descriptor
+            block = ", ".join(map(str, value.block_shape))
+            signature[name] = f"tensordesc<{_triton_type(value.base.dtype)}[{block}],{value.layout!r}>"
         elif isinstance(value, descriptors):
             block = ",".join(map(str, value.block_shape))
             signature[name] = f"tensordesc<{_triton_type(value.base.dtype)}[{block}]>"
@@ -162,12 +165,23 @@ def meta_problem(head_dim: int, dtype_name: str, variant: str):
 
 
 def _prefill_launch(config, problem):
+    """kernel.py's launch, or gluon_sm90.py's for a ws configuration on a call it serves (as
+    launch.attention_forward routes them)."""
+    import dataclasses
+
     import torch
 
     from . import launch
 
     out = torch.empty_like(problem.q)
     lse = torch.empty(problem.q.shape[:3], dtype=torch.float32, device="meta")
+    if config.ws:
+        from . import gluon_launch
+
+        if gluon_launch.serves(problem, out):
+            _, kwargs = gluon_launch.ws_arguments(problem, out, lse, config)
+            return gluon_launch.attention_fwd_ws_kernel, kwargs
+        config = dataclasses.replace(config, ws=False, pingpong=False)
     _, kwargs = launch.kernel_arguments(problem, out, lse, config, allow_tf32=False)
     return launch.attention_fwd_kernel, kwargs
 
@@ -240,7 +254,11 @@ def compile_kernel(fn, kwargs: dict, arch: str, config):
     if target.backend == "hip":
         options.update(config.amd_options())
     signature, constexprs, attrs = specialise(fn, kwargs)
-    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    if type(fn).__module__.startswith("triton.experimental.gluon"):  # gluon_sm90.py's kernel
+        from triton.experimental.gluon._runtime import GluonASTSource as Source
+    else:
+        Source = triton.compiler.ASTSource
+    source = Source(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
     backend = triton.compiler.make_backend(target)
     return triton.compile(source, target=target, options=backend.parse_options(options).__dict__)
 

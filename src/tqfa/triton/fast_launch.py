@@ -81,7 +81,7 @@ def _triton_in(versions: tuple[Version, Version]) -> bool:
 
 class HostDescriptor(NamedTuple):
     """A host-side tensor descriptor: the fields of triton.tools.tensor_descriptor's
-    TensorDescriptor, without its checks (the caller makes them, launch._tma_strides)."""
+    TensorDescriptor, without its checks (the caller makes them, tma_layout.tma_strides)."""
 
     base: torch.Tensor
     shape: tuple[int, ...]

@@ -1,4 +1,4 @@
-"""FlashAttention forward for sm90 in Gluon, warp-specialised: an experiment (KernelConfig.ws).
+"""FlashAttention forward for sm90 in Gluon, warp-specialised (KernelConfig.ws).
 
 Why a second kernel: Triton 3.6 compiles kernel.py's tile loop for all warps of a program, which
 wait on the same loads at barriers (3 BAR.SYNC per K/V tile in its SASS), so one warpgroup's
@@ -7,10 +7,13 @@ FlashAttention-3, the roles are separate partitions that meet only at mbarriers:
 - a producer warp issues the TMA copies: Q once, then K and V tiles into a ring of STAGES slots;
 - two consumer warpgroups of 64 query rows each run QK, the online softmax and PV on their own
   rows, each at its own pace, and hand a slot back when both have read it.
-OVERLAP (FlashAttention-3's intra-warpgroup pipelining): the QK product of tile j and the PV
-product of tile j-1 are issued together, and tile j's softmax runs while the PV product does.
+PINGPONG (FlashAttention-3's warpgroup ping-pong): the consumers take turns to issue their QK
+products (two mbarriers pass the turn), so that one's softmax runs while the other's products do.
+FlashAttention-3's other overlap, within a warpgroup (tile j's QK product issued with tile j-1's PV
+product, tile j's softmax under the latter), was an option here and lost on the H200 (518 against
+557 TFLOP/s at d128, 519 against 569 with PINGPONG: benchmarks/results/h200-2026-12-01c.md).
 
-Semantics are kernel.py's for the calls it serves (`applies`): 16-bit Q, K, V of head dim 64 or
+Semantics are kernel.py's for the calls it serves (gluon_launch.serves): 16-bit Q, K, V of head dim 64 or
 128 that the copy engine can read, no mask, causal (either alignment) or not, a positive scale.
 Scores are in log2 units; a row that has seen no visible key keeps m_i = -inf (its max is used as
 0) and gets output 0 and LSE -inf. Keys past Skv in the last tile (zero-filled by the copy engine)
@@ -94,61 +97,27 @@ def _pass_turn(turn, WHICH: gl.constexpr, PINGPONG: gl.constexpr):
 def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, start, stop, rows,
              key_limit, qk_scale, s_layout: gl.constexpr, o_layout: gl.constexpr,
              BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
-             MASKED: gl.constexpr, OVERLAP: gl.constexpr, WHICH: gl.constexpr,
-             PINGPONG: gl.constexpr):
+             MASKED: gl.constexpr, WHICH: gl.constexpr, PINGPONG: gl.constexpr):
     """Tiles [start, stop) of one consumer: QK, softmax, PV; each slot released after its PV.
     PINGPONG: the two consumers issue their tiles' products in turn, so that one's softmax
     runs while the other's products do (FlashAttention-3's warpgroup ping-pong)."""
     dtype: gl.constexpr = k_smem.dtype
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
-    if OVERLAP:
-        if start < stop:
-            slot = start % STAGES
-            mbarrier.wait(kv_ready.index(slot), (start // STAGES) & 1)
-            _take_turn(turn, start, WHICH, PINGPONG)
-            s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
-            _pass_turn(turn, WHICH, PINGPONG)
-            s = warpgroup_mma_wait(0, deps=[s])
-            p, alpha, m_i, l_i = _softmax(s, m_i, l_i, start, rows, key_limit, qk_scale, s_layout,
-                                          BLOCK_N, MASKED)
-            acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
-            prev = slot
-            for j in range(start + 1, stop):
-                slot = j % STAGES
-                mbarrier.wait(kv_ready.index(slot), (j // STAGES) & 1)
-                pv = gl.convert_layout(p.to(dtype), p_layout)
-                v = v_smem.index(prev).reshape([BLOCK_N, HEAD_DIM])
-                _take_turn(turn, j, WHICH, PINGPONG)
-                s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
-                acc = warpgroup_mma(pv, v, acc, is_async=True)
-                _pass_turn(turn, WHICH, PINGPONG)
-                s = warpgroup_mma_wait(1, deps=[s])
-                p, alpha, m_i, l_i = _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout,
-                                              BLOCK_N, MASKED)
-                acc = warpgroup_mma_wait(0, deps=[acc])
-                mbarrier.arrive(kv_empty.index(prev), count=1)
-                acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
-                prev = slot
-            pv = gl.convert_layout(p.to(dtype), p_layout)
-            v = v_smem.index(prev).reshape([BLOCK_N, HEAD_DIM])
-            acc = warpgroup_mma_wait(0, deps=[warpgroup_mma(pv, v, acc, is_async=True)])
-            mbarrier.arrive(kv_empty.index(prev), count=1)
-    else:
-        for j in range(start, stop):
-            slot = j % STAGES
-            mbarrier.wait(kv_ready.index(slot), (j // STAGES) & 1)
-            _take_turn(turn, j, WHICH, PINGPONG)
-            s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
-            _pass_turn(turn, WHICH, PINGPONG)
-            s = warpgroup_mma_wait(0, deps=[s])
-            p, alpha, m_i, l_i = _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout,
-                                          BLOCK_N, MASKED)
-            acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
-            pv = gl.convert_layout(p.to(dtype), p_layout)
-            v = v_smem.index(slot).reshape([BLOCK_N, HEAD_DIM])
-            acc = warpgroup_mma_wait(0, deps=[warpgroup_mma(pv, v, acc, is_async=True)])
-            mbarrier.arrive(kv_empty.index(slot), count=1)
+    for j in range(start, stop):
+        slot = j % STAGES
+        mbarrier.wait(kv_ready.index(slot), (j // STAGES) & 1)
+        _take_turn(turn, j, WHICH, PINGPONG)
+        s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
+        _pass_turn(turn, WHICH, PINGPONG)
+        s = warpgroup_mma_wait(0, deps=[s])
+        p, alpha, m_i, l_i = _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout,
+                                      BLOCK_N, MASKED)
+        acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
+        pv = gl.convert_layout(p.to(dtype), p_layout)
+        v = v_smem.index(slot).reshape([BLOCK_N, HEAD_DIM])
+        acc = warpgroup_mma_wait(0, deps=[warpgroup_mma(pv, v, acc, is_async=True)])
+        mbarrier.arrive(kv_empty.index(slot), count=1)
     return acc, m_i, l_i
 
 
@@ -156,7 +125,7 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, start, 
 def _consumer(o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, turn, b, h, bh,
               m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, WHICH: gl.constexpr,
               BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
-              CAUSAL: gl.constexpr, OVERLAP: gl.constexpr, PINGPONG: gl.constexpr):
+              CAUSAL: gl.constexpr, PINGPONG: gl.constexpr):
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -178,10 +147,10 @@ def _consumer(o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, 
     mbarrier.wait(q_ready, 0)
     acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, 0,
                              n_plain, rows, key_limit, qk_scale, s_layout, o_layout, BLOCK_N,
-                             HEAD_DIM, STAGES, False, OVERLAP, WHICH, PINGPONG)
+                             HEAD_DIM, STAGES, False, WHICH, PINGPONG)
     acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, n_plain,
                              n_tiles, rows, key_limit, qk_scale, s_layout, o_layout, BLOCK_N,
-                             HEAD_DIM, STAGES, True, OVERLAP, WHICH, PINGPONG)
+                             HEAD_DIM, STAGES, True, WHICH, PINGPONG)
     seen = l_i > 0.0
     l_safe = gl.where(seen, l_i, 1.0)
     lse = gl.where(seen, (m_i + gl.log2(l_safe)) * 0.6931471805599453, float("-inf"))
@@ -199,7 +168,7 @@ def _consumer(o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, 
 def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group, q_len, kv_len,
                             causal_offset, sm_scale, BLOCK_N: gl.constexpr,
                             HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                            OVERLAP: gl.constexpr, PINGPONG: gl.constexpr):
+                            PINGPONG: gl.constexpr):
     """One program: 128 query rows of one (batch, q head); grid as kernel.py's (query blocks
     fastest, reversed when causal)."""
     num_m = gl.cdiv(q_len, 128)
@@ -237,10 +206,10 @@ def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group,
     gl.warp_specialize([
         (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, turn, b, h,
                      bh, m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 0, BLOCK_N,
-                     HEAD_DIM, STAGES, CAUSAL, OVERLAP, PINGPONG)),
+                     HEAD_DIM, STAGES, CAUSAL, PINGPONG)),
         (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, turn, b, h,
                      bh, m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 1, BLOCK_N,
-                     HEAD_DIM, STAGES, CAUSAL, OVERLAP, PINGPONG)),
+                     HEAD_DIM, STAGES, CAUSAL, PINGPONG)),
         (_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty,
                      b, h, h // group, m0, n_tiles, BLOCK_N, STAGES)),
     ], [4, 1], [240, 24])

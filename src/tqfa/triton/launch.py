@@ -4,7 +4,6 @@ arguments. No policy: the backend picks the configuration and allocates the outp
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import torch
 import triton
@@ -13,6 +12,7 @@ from ..problem import Problem
 from . import mask_spans
 from .fast_launch import HostDescriptor, Launcher, PreparedLaunches, TensorDescriptor, tensor_traits
 from .kernel import ADDITIVE_MASK, BOOL_MASK, NO_MASK, attention_fwd_kernel
+from .tma_layout import tma_strides
 from .tuning import KernelConfig, head_parts
 
 # Under TRITON_INTERPRET=1, triton.jit returns an InterpretedFunction instead of a JITFunction; it
@@ -30,28 +30,6 @@ def zeroed_strides(t: torch.Tensor | None) -> tuple[int, int, int, int]:
     return (0 if b == 1 else sb, 0 if h == 1 else sh, 0 if m == 1 else sm, 0 if n == 1 else sn)
 
 
-def _tma_strides(t: torch.Tensor) -> tuple[int, ...] | None:
-    """Strides for a [B, H, S, D] tensor descriptor, or None when the copy engine cannot read `t`
-    (it needs a 16-byte aligned base, unit stride on D and 16-byte multiples elsewhere)."""
-    if t.data_ptr() % 16:
-        return None
-    return _tma_layout(t.shape, t.stride(), t.element_size())
-
-
-@functools.lru_cache(maxsize=1024)  # runs three times per call; a handful of layouts recur
-def _tma_layout(shape: tuple[int, ...], strides: tuple[int, ...], element_size: int
-                ) -> tuple[int, ...] | None:
-    """_tma_strides for an aligned base. A size-1 dim's stride is never used: it gets the extent
-    of the next dim, which is aligned if that is."""
-    strides = list(strides)
-    for i in (2, 1, 0):
-        if shape[i] == 1:
-            strides[i] = shape[i + 1] * strides[i + 1]
-    if strides[3] != 1 or any(s * element_size % 16 or s <= 0 for s in strides[:3]):
-        return None
-    return tuple(strides)
-
-
 def _descriptors(problem: Problem, config: KernelConfig, parts) -> dict | None:
     """The kernel's six descriptor arguments (None where unused), or None if a tensor cannot be
     read through descriptors (or this Triton has no host descriptors)."""
@@ -59,7 +37,7 @@ def _descriptors(problem: Problem, config: KernelConfig, parts) -> dict | None:
                "v": (problem.v, config.block_n)}
     descs = {}
     for name, (t, rows) in tensors.items():
-        strides = _tma_strides(t)
+        strides = tma_strides(t)
         if strides is None or TensorDescriptor is None:
             return None
         for suffix, width in zip(("", "1"), parts):
@@ -166,13 +144,11 @@ def attention_forward(
     if config.ws:
         from . import gluon_launch  # only a ws configuration imports Gluon
 
-        strides = {name: _tma_strides(t) for name, t in
-                   (("q", problem.q), ("k", problem.k), ("v", problem.v), ("out", out))}
-        if not INTERPRETED and gluon_launch.applies(problem, strides):
-            gluon_launch.attention_forward_ws(problem, out, lse, config, strides)
+        if not INTERPRETED and gluon_launch.serves(problem, out):
+            gluon_launch.attention_forward_ws(problem, out, lse, config)
             return
         # Calls the ws kernel does not serve run kernel.py's kernel on the same tiles.
-        config = dataclasses.replace(config, ws=False, overlap=False, pingpong=False)
+        config = dataclasses.replace(config, ws=False, pingpong=False)
     spans = None
     if mask_spans.applies(problem):
         spans = mask_spans.mask_spans(problem, zeroed_strides(problem.mask), config.block_m)

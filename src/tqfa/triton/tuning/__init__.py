@@ -17,8 +17,11 @@ import logging
 import os
 from dataclasses import replace
 
+import torch
+
 from ...device import Target
 from ...problem import Problem
+from ..tma_layout import tma_strides
 from . import amd, autotune, cdna, interpreter, nvidia, rdna3, rdna4, sm80, sm86, sm90
 from .config import SHORT_LENGTH, TAGS, Family, KernelConfig, Key, Tuning
 
@@ -26,7 +29,7 @@ __all__ = [
     "AUTOTUNE_ENV", "CONFIG_ENV", "FAMILIES", "INTERPRETER", "Family", "KernelConfig", "Tuning",
     "autotune_requested", "candidates", "default_config", "family_of", "head_block", "head_bucket",
     "head_parts", "nvidia_capability", "override_config", "problem_key", "problem_tags",
-    "select_config", "smem_estimate", "target_for_arch",
+    "select_config", "serves_dense", "smem_estimate", "target_for_arch",
 ]
 
 CONFIG_ENV = "TQFA_TRITON_CONFIG"
@@ -80,16 +83,27 @@ _TAG_SETS = tuple(tuple(tag for tag, on in zip(TAGS, bits) if on)
                   for bits in itertools.product((False, True), repeat=len(TAGS)))
 
 
+def serves_dense(problem: Problem) -> bool:
+    """The "dense" tag: the calls gluon_sm90.py's kernel serves (on sm90), by their features:
+    16-bit, head dim 64 or 128, no mask, a positive scale, and Q, K and V readable through
+    tensor descriptors."""
+    return (problem.mask is None and problem.q.dtype in (torch.float16, torch.bfloat16)
+            and problem.head_dim in (64, 128) and problem.v_head_dim == problem.head_dim
+            and problem.scale > 0 and all(tma_strides(t) is not None
+                                          for t in (problem.q, problem.k, problem.v)))
+
+
 def problem_tags(problem: Problem) -> tuple[str, ...]:
-    """The tags of config.TAGS ("keymask", "masked", "short", "split") that `problem` carries,
-    in their order of precedence."""
+    """The tags of config.TAGS ("keymask", "masked", "short", "split", "dense") that `problem`
+    carries, in their order of precedence."""
     mask = problem.mask
     masked = mask is not None
     # The kernel reads one mask vector per tile when the query-row stride is 0 (MASK_ROWS).
     keymask = masked and (mask.stride(2) == 0 or mask.shape[2] == 1)
     short = max(problem.q_len, problem.kv_len) <= SHORT_LENGTH
     split = head_parts(problem.head_dim)[1] > 0
-    return _TAG_SETS[8 * keymask + 4 * masked + 2 * short + split]
+    dense = not masked and serves_dense(problem)
+    return _TAG_SETS[16 * keymask + 8 * masked + 4 * short + 2 * split + dense]
 
 
 def _describe(target: Target) -> str:

@@ -16,9 +16,10 @@ from typing import ClassVar
 # has a row winning: "keymask" (a mask that is the same for every query row, such as key padding:
 # one [BLOCK_N] vector per tile; such a call is "masked" too, so a table without a "keymask" row
 # gives it the "masked" one), "masked" (a mask, whose tile is pipelined too), "short" (Sq and Skv
-# at most SHORT_LENGTH), "split" (a head dim the kernel computes as two parts, such as 96 = 64 + 32).
+# at most SHORT_LENGTH), "split" (a head dim the kernel computes as two parts, such as 96 = 64 + 32),
+# "dense" (a call the sm90 Gluon kernel can serve: tuning.serves_dense).
 Key = tuple
-TAGS = ("keymask", "masked", "short", "split")
+TAGS = ("keymask", "masked", "short", "split", "dense")
 SHORT_LENGTH = 1024
 
 
@@ -46,12 +47,10 @@ class KernelConfig:
     # Row blocks per program (kernel.py: HALVES): 2 splits block_m into two halves that share
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
-    # NVIDIA sm90 only, an experiment: gluon_sm90.py's warp-specialised kernel (a producer warp
-    # and two consumer warpgroups of 64 rows) for the calls it serves (gluon_launch.applies);
-    # overlap issues each tile's QK product with the previous tile's PV product; pingpong makes
-    # the two warpgroups issue their products in turn.
+    # NVIDIA sm90 only: gluon_sm90.py's warp-specialised kernel (a producer warp and two consumer
+    # warpgroups of 64 rows) for the calls it serves (gluon_launch.serves; kernel.py's kernel
+    # on the same tiles for the others); pingpong makes the warpgroups issue their products in turn.
     ws: bool = False
-    overlap: bool = False
     pingpong: bool = False
 
     def __post_init__(self):
@@ -73,15 +72,15 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        for name in ("tma", "ws", "overlap", "pingpong"):
+        for name in ("tma", "ws", "pingpong"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.ws and not (self.tma and self.block_m == 128 and self.num_warps == 4
-                            and self.halves == 1 and self.block_n in (64, 128)):
+                            and self.halves == 1 and self.block_n in (64, 128, 256)):
             raise ValueError("ws needs tma, block_m 128 (two warpgroups of 64 rows), num_warps 4 "
-                             f"(per warpgroup), halves 1 and block_n 64 or 128, got {self}")
-        if (self.overlap or self.pingpong) and not self.ws:
-            raise ValueError("overlap and pingpong are options of the ws kernel: they need ws")
+                             f"(per warpgroup), halves 1 and block_n 64, 128 or 256, got {self}")
+        if self.pingpong and not self.ws:
+            raise ValueError("pingpong is an option of the ws kernel: it needs ws")
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -90,7 +89,7 @@ class KernelConfig:
 
     def __str__(self) -> str:
         extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma", "ws": "ws",
-                 "overlap": "ov", "pingpong": "pp"}
+                 "pingpong": "pp"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""

@@ -16,6 +16,12 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   437-464 at 4k, 508-529 against 505-533 at 16k): the default since tiles.md run 2. It spills 24
   bytes (40 causal) under Triton 3.6, in the timed runs too; without descriptors (a layout TMA
   cannot read) it runs at 477-481 non-causal, where 128x128 w8 s3 ran at 476.
+- "dense" (d128, 16-bit, no mask, layouts TMA reads; 4k rows and longer: shorter ones are
+  "short"): gluon_sm90.py's warp-specialised kernel, a producer warp and two consumer warpgroups
+  of 64 rows that take turns to issue their products (128x128 w4 s2 ws pp), 569 against 516
+  (the 128x64 w4 s2 TMA h2 default of kernel.py, 527 as a variant) non-causal and 493 against 458
+  causal at 4k (h200-2026-12-01c.md, run 2; cuDNN 589 and 510); without the turns 557 and 481
+  (runs 1 and 2), with FlashAttention-3's overlap within a warpgroup 518 and 462.
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
@@ -72,6 +78,7 @@ PREFILL = Tuning(
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 64, 4, 2, tma=True, halves=2),
+        (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
         (128, 2, "keymask"): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "masked"): K(128, 64, 8, 3, tma=True),
         (128, 2, "short"): K(64, 64, 4, 3, tma=True),
@@ -81,9 +88,9 @@ PREFILL = Tuning(
         **FP32,
     },
     space=(
-        K(128, 128, 8, 3, tma=True), K(256, 64, 8, 3, halves=2),
+        K(128, 128, 8, 3, tma=True),
         K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3, tma=True), K(128, 64, 8, 3),
-        K(128, 64, 4, 2, tma=True, halves=2),
+        K(128, 64, 4, 2, tma=True, halves=2), K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
         K(64, 64, 4, 3, tma=True), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
     ),
     keep=keep,
