@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import tqfa
-from test_triton_kernel import DEVICE, _check, _poisoned_run, launch, needs_kernel
+from test_triton_kernel import DEVICE, _check, _poisoned_run, needs_kernel
 from tqfa.problem import build_problem
 from tqfa.triton.tuning import KernelConfig
 
@@ -64,9 +64,7 @@ def test_poisoned_ws_kernel(shape, config, dtype):
     q, k, v = _inputs(shape, dtype, seed=zlib.crc32(str(shape).encode()))
     causal = shape[6]
     problem = build_problem(q, k, v, None, causal is not None, causal_alignment=causal or "top_left")
-    out = torch.empty_like(q)
-    strides = {n: launch._tma_strides(t) for n, t in (("q", q), ("k", k), ("v", v), ("out", out))}
-    assert gluon_launch.applies(problem, strides)  # the ws kernel itself runs, not the fallback
+    assert gluon_launch.serves(problem, torch.empty_like(q))  # the ws kernel runs, not the fallback
     _check(*_poisoned_run(problem, config), q, k, v, causal=causal)
 
 

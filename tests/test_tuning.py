@@ -180,7 +180,8 @@ def test_sm90_keeps_the_measured_defaults():
         K(128, 64, 4, 2, tma=True, halves=2))
     assert select_config(meta_problem(112), H100) == K(128, 64, 4, 2, tma=True, halves=2)  # 128
     assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # split: 64 + 32
-    assert select_config(meta_problem(64), H100) == K(128, 64, 4, 3, tma=True, halves=2)
+    assert select_config(meta_problem(64), H100) == K(128, 256, 4, 2, tma=True, ws=True, pingpong=True)
+    assert select_config(meta_problem(64, dtype=torch.float32), H100) == K(64, 32, 8, 2)
     assert select_config(meta_problem(64, mask=True), H100) == K(128, 64, 8, 3)  # no spills
     assert select_config(meta_problem(128, mask=True), H100) == K(128, 64, 8, 3, tma=True)
     assert select_config(meta_problem(128, mask="keys"), H100) == K(128, 64, 4, 2, tma=True, halves=2)
@@ -199,7 +200,7 @@ def test_tags_pick_rows_in_order_of_precedence():
     assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3, tma=True)
     assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3, tma=True)  # short before split
     assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3, tma=True)
-    assert select_config(meta_problem(64, **short), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # the key's
+    assert select_config(meta_problem(64, **short), H100) == K(128, 64, 4, 3, tma=True, halves=2)
 
 
 def test_amd_configs_carry_amd_options():
@@ -365,11 +366,16 @@ def test_quick_compile_set_covers_every_family_once():
     assert all(job.default and job.arch == list(FAMILIES[job.family].archs)[0] for job in jobs)
     assert {(j.dtype, j.head_dim, j.variant) for j in jobs if j.family == "sm90"} == {
         *(("bf16", d, v) for d in (64, 128, 256) for v in ("plain", "masked")),
-        *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 128, "short"), ("bf16", 128, "keymask"),
+        *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 64, "short"), ("bf16", 128, "short"),
+        ("bf16", 128, "keymask"),
         *(("fp32", d, "plain") for d in (64, 128, 256))}
     masked = {j.config for j in jobs
               if j.family == "sm90" and j.kind == "prefill" and j.head_dim == 128 and j.variant == "masked"}
     assert masked == {K(128, 64, 8, 3, tma=True)}
+    # The plain meta problem (bf16, causal, contiguous) is "dense": the Gluon kernel's rows.
+    plain = {j.head_dim: j.config for j in jobs
+             if j.family == "sm90" and j.kind == "prefill" and j.variant == "plain" and j.dtype == "bf16"}
+    assert plain[64].ws and plain[128].ws and not plain[256].ws
 
 
 def test_compile_check_targets():

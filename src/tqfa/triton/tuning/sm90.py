@@ -21,7 +21,10 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   of 64 rows that take turns to issue their products (128x128 w4 s2 ws pp), 569 against 516
   (the 128x64 w4 s2 TMA h2 default of kernel.py, 527 as a variant) non-causal and 493 against 458
   causal at 4k (h200-2026-12-01c.md, run 2; cuDNN 589 and 510); without the turns 557 and 481
-  (runs 1 and 2), with FlashAttention-3's overlap within a warpgroup 518 and 462.
+  (runs 1 and 2), with FlashAttention-3's overlap within a warpgroup 518 and 462. Run 3, from
+  the public call: 559 (cuDNN 588), causal 491 (511), causal 16k 574 (572; 525 for kernel.py's).
+  d64: 256 keys per tile (128x256 w4 s2 ws pp; 8 bytes spilled) 457 against 421 for kernel.py's
+  default and 444 for cuDNN (run 3); 128 keys per tile 392-393 lost.
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
@@ -62,9 +65,9 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   (triton 3.6 and 3.9); the timed rows above ran with them.
 The d256 rows are not timed: FA2's H100 choice (64x64, "2 CTAs per SM"), and 64x32 with a mask,
 where 64x64 spills 24 bytes in the compile check.
-The space holds the measured candidates and their neighbours (128x128 w8 s3 and 64x64 w4 s3
-without TMA are the TMA defaults themselves where a tensor's layout rules descriptors out:
-launch.py falls back).
+The space holds the measured candidates and their neighbours (64x64 w4 s3 without TMA is the
+TMA default itself where a tensor's layout rules descriptors out: launch.py falls back); 128x128
+w8 s3 TMA, the d128 default of 2026-11-30, left it for the ws rows (a space holds at most 12).
 """
 
 from .config import DecodeConfig, Family, KernelConfig, Tuning
@@ -76,6 +79,8 @@ D = DecodeConfig
 PREFILL = Tuning(
     defaults={
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
+        (64, 2, "dense"): K(128, 256, 4, 2, tma=True, ws=True, pingpong=True),
+        (64, 2, "short"): K(128, 64, 4, 3, tma=True, halves=2),  # ws not timed on short rows
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
@@ -88,7 +93,7 @@ PREFILL = Tuning(
         **FP32,
     },
     space=(
-        K(128, 128, 8, 3, tma=True),
+        K(128, 256, 4, 2, tma=True, ws=True, pingpong=True),
         K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3, tma=True), K(128, 64, 8, 3),
         K(128, 64, 4, 2, tma=True, halves=2), K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
         K(64, 64, 4, 3, tma=True), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
