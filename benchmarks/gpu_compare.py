@@ -52,20 +52,19 @@ ORIGINAL = {"b2-h32:8-q4096-k4096-d128": 440, "b2-h32:8-q4096-k4096-d128-causal"
 K = KernelConfig
 TMA = dict(tma=True)
 H2 = dict(halves=2)
-# The warp-specialised Gluon kernel (gluon_sm90.py): the d128 default's neighbours, and d64.
+# The warp-specialised Gluon kernel (gluon_sm90.py): persistent grids beside the defaults.
 WS_ = dict(**TMA, ws=True)
-WS = {128: [K(128, 128, 4, 2, **WS_), K(128, 128, 4, 3, **WS_, pingpong=True)],
-      64: [K(128, 128, 4, 2, **WS_, pingpong=True), K(128, 128, 4, 3, **WS_, pingpong=True),
-           K(128, 256, 4, 2, **WS_, pingpong=True), K(128, 256, 4, 2, **WS_)]}
-# Candidate configurations per (head dim, masked): the sm90 defaults (long and short rows at d128)
-# and the runners-up of the sweeps recorded in benchmarks/results/h200-2026-11-30*.md (the
-# two-block tiles: -halves.md). The candidates that lost since (h200-2026-11-30-qregs.md: 128-key
-# tiles at d64, Q in registers, short-row tiles with more programs per SM) are left out.
+WS = {128: [K(128, 128, 4, 2, **WS_, pingpong=True),
+            K(128, 128, 4, 2, **WS_, pingpong=True, persistent=True)],
+      64: [K(128, 256, 4, 2, **WS_, pingpong=True, persistent=True),
+           K(128, 256, 4, 2, **WS_, persistent=True)]}
+# Candidate configurations per (head dim, masked): kernel.py's sm90 defaults before the ws rows
+# (long and short rows), the ws kernel's, and the masked and split rows' runners-up of the sweeps
+# in benchmarks/results/h200-2026-11-30*.md. The candidates that lost since (h200-2026-11-30-
+# qregs.md, h200-2026-12-01c.md: 128x128 w8 s3, 256x64 w8 s3 h2) are left out.
 VARIANTS = {
-    (128, False): [K(128, 64, 4, 2, **H2, **TMA), K(128, 128, 8, 3, **TMA), K(64, 64, 4, 3, **TMA),
-                   K(256, 64, 8, 3, **H2, **TMA), *WS[128]],
-    (64, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 4, **H2, **TMA), K(128, 64, 8, 3, **TMA),
-                  *WS[64]],
+    (128, False): [K(128, 64, 4, 2, **H2, **TMA), K(64, 64, 4, 3, **TMA), *WS[128]],
+    (64, False): [K(128, 64, 4, 3, **H2, **TMA), *WS[64]],
     (96, False): [K(128, 64, 4, 3, **H2, **TMA), K(128, 64, 4, 3, **TMA)],
     (128, True): [K(128, 64, 8, 3, **TMA), K(128, 64, 4, 2, **H2, **TMA)],
 }

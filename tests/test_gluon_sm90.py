@@ -1,10 +1,11 @@
-"""The sm90 warp-specialised Gluon kernel (KernelConfig.ws, an experiment).
+"""The sm90 warp-specialised Gluon kernel (KernelConfig.ws).
 
 On an sm90 GPU (TQFA_TEST_DEVICE=cuda) it runs into NaN-poisoned outputs against the float64
-oracle, on shapes whose loops run more than once: several K/V tiles per program (the slot ring
-wraps), partial last tiles of queries and keys, GQA, both causal alignments with rows that see
-no key, a [B, S, H, D] layout. Everywhere: the configuration's rules, the fallback to kernel.py
-for calls the kernel does not serve, and ahead-of-time sm90 compiles (no GPU needed).
+oracle, on shapes whose loops run more than once: several K/V tiles per work item (the slot ring
+wraps), several work items per persistent program, partial last tiles of queries and keys, GQA,
+both causal alignments with rows that see no key, a [B, S, H, D] layout. Everywhere: the
+configuration's rules, the fallback to kernel.py for calls the kernel does not serve, and
+ahead-of-time sm90 compiles (no GPU needed).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from tqfa.triton.tuning import KernelConfig
 K = KernelConfig
 WS = [K(128, 128, 4, 2, tma=True, ws=True), K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
       K(128, 64, 4, 3, tma=True, ws=True, pingpong=True),
-      K(128, 256, 4, 2, tma=True, ws=True, pingpong=True)]
+      K(128, 256, 4, 2, tma=True, ws=True, pingpong=True),
+      K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True),
+      K(128, 256, 4, 2, tma=True, ws=True, persistent=True)]
 ON_SM90 = DEVICE == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 # (batch, q heads, kv heads, Sq, Skv, head dim, causal, [B, S, H, D] layout)
 SHAPES = [
@@ -36,6 +39,9 @@ SHAPES = [
     (1, 2, 2, 200, 900, 64, "bottom_right", False),
     (1, 8, 1, 1000, 1000, 64, "top_left", True),
     (2, 4, 4, 5, 2000, 128, None, True),
+    # 576 and 480 work items: a persistent program (at most one per SM) serves several.
+    (4, 16, 4, 1100, 700, 128, "bottom_right", False),
+    (3, 32, 8, 520, 1300, 64, None, True),
 ]
 
 
@@ -84,8 +90,10 @@ def test_ws_configuration_rules():
         K(128, 128, 4, 2, ws=True)
     with pytest.raises(ValueError, match="ws needs tma"):
         K(64, 128, 4, 2, tma=True, ws=True)
-    with pytest.raises(ValueError, match="pingpong is an option of the ws kernel"):
+    with pytest.raises(ValueError, match="pingpong and persistent are options of the ws kernel"):
         K(128, 128, 4, 2, tma=True, pingpong=True)
+    with pytest.raises(ValueError, match="pingpong and persistent are options of the ws kernel"):
+        K(128, 128, 4, 2, tma=True, persistent=True)
     assert KernelConfig.from_json('{"block_m": 128, "block_n": 128, "num_warps": 4, '
                                   '"num_stages": 2, "tma": true, "ws": true}') == WS[0]
 
@@ -108,7 +116,7 @@ def _compile_sm90(config: KernelConfig, head_dim: int) -> None:
                       "spills": compile_check.resources(compiled, "sm90")[1]}))
 
 
-@pytest.mark.parametrize("index, head_dim", [(0, 128), (1, 128), (2, 64), (3, 64)])
+@pytest.mark.parametrize("index, head_dim", [(0, 128), (1, 128), (2, 64), (3, 64), (4, 128)])
 def test_ws_kernel_compiles_for_sm90(index, head_dim):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     # The child imports tqfa from where this process did (PYTHONPATH may be relative).

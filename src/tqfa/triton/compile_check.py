@@ -181,7 +181,7 @@ def _prefill_launch(config, problem):
         if gluon_launch.serves(problem, out):
             _, kwargs = gluon_launch.ws_arguments(problem, out, lse, config)
             return gluon_launch.attention_fwd_ws_kernel, kwargs
-        config = dataclasses.replace(config, ws=False, pingpong=False)
+        config = dataclasses.replace(config, ws=False, pingpong=False, persistent=False)
     _, kwargs = launch.kernel_arguments(problem, out, lse, config, allow_tf32=False)
     return launch.attention_fwd_kernel, kwargs
 

@@ -8,6 +8,7 @@ import torch
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
+from ..device import probe
 from ..problem import Problem
 from .gluon_sm90 import attention_fwd_ws_kernel
 from .tma_layout import tma_strides
@@ -33,12 +34,16 @@ def _descriptor(t: torch.Tensor, rows: int) -> TensorDescriptor:
 def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig
                  ) -> tuple[tuple[int], dict]:
     """(grid, keyword arguments) of the launch; `serves` holds."""
-    num_m = -(-problem.q_len // (2 * ROWS))
-    return (num_m * problem.batch * problem.q_heads,), dict(
+    num_work = -(-problem.q_len // (2 * ROWS)) * problem.batch * problem.q_heads
+    grid = num_work
+    if config.persistent:
+        grid = min(grid, probe(problem.device).multiprocessors)
+    return (grid,), dict(
         q_desc=_descriptor(problem.q, ROWS), k_desc=_descriptor(problem.k, config.block_n),
         v_desc=_descriptor(problem.v, config.block_n), o_desc=_descriptor(out, ROWS), Lse=lse,
         q_heads=problem.q_heads, group=problem.group, q_len=problem.q_len,
-        kv_len=problem.kv_len, causal_offset=problem.causal_offset, sm_scale=problem.scale,
+        kv_len=problem.kv_len, causal_offset=problem.causal_offset, num_work=num_work,
+        sm_scale=problem.scale,
         BLOCK_N=config.block_n, HEAD_DIM=problem.head_dim, STAGES=config.num_stages,
         CAUSAL=problem.causal is not None, PINGPONG=config.pingpong,
         num_warps=4)

@@ -36,24 +36,49 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 # stubs that raise), async_copy_global_to_shared / async_copy_shared_to_global in 3.6.
 _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
 _tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
+# The barrier of a partition's warps: gl.barrier from 3.7 on, gl.thread_barrier in 3.6.
+_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
 
 
 @gluon.jit
-def _producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty,
-              b, h, kv_h, m0, n_tiles, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
-    mbarrier.expect(q_ready, 2 * q_desc.block_type.nbytes)
-    _tma_load(q_desc, [b, h, m0, 0], q_ready, q_smem.index(0))
-    _tma_load(q_desc, [b, h, m0 + 64, 0], q_ready, q_smem.index(1))
+def _work(w, num_m, q_heads, kv_len, causal_offset, BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr):
+    """Work item w: 128 query rows of one (batch, q head), query blocks fastest (reversed when
+    causal: the longest rows first); (b, h, bh, first row, K/V tiles)."""
+    bh = w // num_m
+    block = w % num_m
+    if CAUSAL:
+        block = num_m - 1 - block
+    m0 = block * 128
+    key_end = kv_len
+    if CAUSAL:
+        key_end = gl.minimum(key_end, gl.maximum(m0 + 128 + causal_offset, 0))
+    return bh // q_heads, bh % q_heads, bh, m0, gl.cdiv(key_end, BLOCK_N)
+
+
+@gluon.jit
+def _producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, kv_ready, kv_empty,
+              num_m, num_work, q_heads, group, kv_len, causal_offset, BLOCK_N: gl.constexpr,
+              STAGES: gl.constexpr, CAUSAL: gl.constexpr):
     kv_bytes: gl.constexpr = k_desc.block_type.nbytes + v_desc.block_type.nbytes
-    for j in range(n_tiles):
-        slot = j % STAGES
-        # A fresh barrier counts its (never run) previous phase as complete: the first pass
-        # through the ring does not wait.
-        mbarrier.wait(kv_empty.index(slot), ((j // STAGES) & 1) ^ 1)
-        bar = kv_ready.index(slot)
-        mbarrier.expect(bar, kv_bytes)
-        _tma_load(k_desc, [b, kv_h, j * BLOCK_N, 0], bar, k_smem.index(slot))
-        _tma_load(v_desc, [b, kv_h, j * BLOCK_N, 0], bar, v_smem.index(slot))
+    it = 0  # work items of this program so far
+    kv = 0  # K/V tiles loaded so far: tile kv goes to slot kv % STAGES
+    for w in range(gl.program_id(0), num_work, gl.num_programs(0)):
+        b, h, bh, m0, n_tiles = _work(w, num_m, q_heads, kv_len, causal_offset, BLOCK_N, CAUSAL)
+        # A fresh barrier counts its (never run) previous phase as complete: the first work
+        # item and the first pass through the ring do not wait.
+        mbarrier.wait(q_empty, (it & 1) ^ 1)
+        mbarrier.expect(q_ready, 2 * q_desc.block_type.nbytes)
+        _tma_load(q_desc, [b, h, m0, 0], q_ready, q_smem.index(0))
+        _tma_load(q_desc, [b, h, m0 + 64, 0], q_ready, q_smem.index(1))
+        for j in range(n_tiles):
+            slot = kv % STAGES
+            mbarrier.wait(kv_empty.index(slot), ((kv // STAGES) & 1) ^ 1)
+            bar = kv_ready.index(slot)
+            mbarrier.expect(bar, kv_bytes)
+            _tma_load(k_desc, [b, h // group, j * BLOCK_N, 0], bar, k_smem.index(slot))
+            _tma_load(v_desc, [b, h // group, j * BLOCK_N, 0], bar, v_smem.index(slot))
+            kv += 1
+        it += 1
 
 
 @gluon.jit
@@ -94,20 +119,21 @@ def _pass_turn(turn, WHICH: gl.constexpr, PINGPONG: gl.constexpr):
 
 
 @gluon.jit
-def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, start, stop, rows,
-             key_limit, qk_scale, s_layout: gl.constexpr, o_layout: gl.constexpr,
+def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, base, start, stop,
+             rows, key_limit, qk_scale, s_layout: gl.constexpr, o_layout: gl.constexpr,
              BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
              MASKED: gl.constexpr, WHICH: gl.constexpr, PINGPONG: gl.constexpr):
-    """Tiles [start, stop) of one consumer: QK, softmax, PV; each slot released after its PV.
+    """Tiles [start, stop) of one consumer's work item, whose tile 0 is the program's K/V tile
+    `base`: QK, softmax, PV; each slot released after its PV.
     PINGPONG: the two consumers issue their tiles' products in turn, so that one's softmax
     runs while the other's products do (FlashAttention-3's warpgroup ping-pong)."""
     dtype: gl.constexpr = k_smem.dtype
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
     for j in range(start, stop):
-        slot = j % STAGES
-        mbarrier.wait(kv_ready.index(slot), (j // STAGES) & 1)
-        _take_turn(turn, j, WHICH, PINGPONG)
+        slot = (base + j) % STAGES
+        mbarrier.wait(kv_ready.index(slot), ((base + j) // STAGES) & 1)
+        _take_turn(turn, base + j, WHICH, PINGPONG)
         s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
         _pass_turn(turn, WHICH, PINGPONG)
         s = warpgroup_mma_wait(0, deps=[s])
@@ -122,78 +148,80 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, start, 
 
 
 @gluon.jit
-def _consumer(o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, turn, b, h, bh,
-              m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, WHICH: gl.constexpr,
-              BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
-              CAUSAL: gl.constexpr, PINGPONG: gl.constexpr):
+def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready, kv_empty,
+              turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset, qk_scale,
+              WHICH: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+              STAGES: gl.constexpr, CAUSAL: gl.constexpr, PINGPONG: gl.constexpr):
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, HEAD_DIM, 16])
-    row0 = m0 + WHICH * 64
-    rows = row0 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
-    # Tiles [0, n_plain) need no mask for any row of this consumer: they end at or before Skv
-    # and, causal, before the first row's limit. Tiles [n_plain, n_tiles) get the mask.
-    n_plain = kv_len // BLOCK_N
-    key_limit = gl.full([64], 0, gl.int32, gl.SliceLayout(1, s_layout)) + kv_len
-    if CAUSAL:
-        n_plain = gl.minimum(n_plain, gl.maximum(row0 + causal_offset + 1, 0) // BLOCK_N)
-        key_limit = gl.minimum(key_limit, rows + causal_offset + 1)
-    n_plain = gl.minimum(n_plain, n_tiles)
     q = q_smem.index(WHICH).reshape([64, HEAD_DIM])
-    m_i = gl.full([64], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
-    l_i = gl.zeros([64], gl.float32, gl.SliceLayout(1, s_layout))
-    acc = gl.zeros([64, HEAD_DIM], gl.float32, o_layout)
-    mbarrier.wait(q_ready, 0)
-    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, 0,
-                             n_plain, rows, key_limit, qk_scale, s_layout, o_layout, BLOCK_N,
-                             HEAD_DIM, STAGES, False, WHICH, PINGPONG)
-    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, n_plain,
-                             n_tiles, rows, key_limit, qk_scale, s_layout, o_layout, BLOCK_N,
-                             HEAD_DIM, STAGES, True, WHICH, PINGPONG)
-    seen = l_i > 0.0
-    l_safe = gl.where(seen, l_i, 1.0)
-    lse = gl.where(seen, (m_i + gl.log2(l_safe)) * 0.6931471805599453, float("-inf"))
-    gl.store(Lse + bh.to(gl.int64) * q_len + rows, lse, mask=rows < q_len)
-    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
-    out = (acc / gl.convert_layout(l_safe, o_rows)[:, None]).to(q_smem.dtype)
-    # Q's slot of this consumer is free once its last QK product has been waited on.
-    q_smem.index(WHICH).reshape([64, HEAD_DIM]).store(out)
-    fence_async_shared()
-    _tma_store(o_desc, [b, h, row0, 0], q_smem.index(WHICH))
+    o_tile = o_smem.index(WHICH)
+    it = 0
+    kv = 0
+    for w in range(gl.program_id(0), num_work, gl.num_programs(0)):
+        b, h, bh, m0, n_tiles = _work(w, num_m, q_heads, kv_len, causal_offset, BLOCK_N, CAUSAL)
+        row0 = m0 + WHICH * 64
+        rows = row0 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
+        # Tiles [0, n_plain) need no mask for any row of this consumer: they end at or before
+        # Skv and, causal, before the first row's limit. Tiles [n_plain, n_tiles) get the mask.
+        n_plain = kv_len // BLOCK_N
+        key_limit = gl.full([64], 0, gl.int32, gl.SliceLayout(1, s_layout)) + kv_len
+        if CAUSAL:
+            n_plain = gl.minimum(n_plain, gl.maximum(row0 + causal_offset + 1, 0) // BLOCK_N)
+            key_limit = gl.minimum(key_limit, rows + causal_offset + 1)
+        n_plain = gl.minimum(n_plain, n_tiles)
+        m_i = gl.full([64], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+        l_i = gl.zeros([64], gl.float32, gl.SliceLayout(1, s_layout))
+        acc = gl.zeros([64, HEAD_DIM], gl.float32, o_layout)
+        mbarrier.wait(q_ready, it & 1)
+        acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
+                                 0, n_plain, rows, key_limit, qk_scale, s_layout, o_layout,
+                                 BLOCK_N, HEAD_DIM, STAGES, False, WHICH, PINGPONG)
+        acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
+                                 n_plain, n_tiles, rows, key_limit, qk_scale, s_layout, o_layout,
+                                 BLOCK_N, HEAD_DIM, STAGES, True, WHICH, PINGPONG)
+        # Every QK product of this item has been waited on: the producer may load the next Q.
+        mbarrier.arrive(q_empty, count=1)
+        seen = l_i > 0.0
+        l_safe = gl.where(seen, l_i, 1.0)
+        lse = gl.where(seen, (m_i + gl.log2(l_safe)) * 0.6931471805599453, float("-inf"))
+        gl.store(Lse + bh.to(gl.int64) * q_len + rows, lse, mask=rows < q_len)
+        o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
+        out = (acc / gl.convert_layout(l_safe, o_rows)[:, None]).to(o_smem.dtype)
+        tma.store_wait(0)  # the last item's output has left o_tile (its copy ran under this item)
+        _barrier()
+        o_tile.reshape([64, HEAD_DIM]).store(out)
+        fence_async_shared()
+        _tma_store(o_desc, [b, h, row0, 0], o_tile)
+        kv += n_tiles
+        it += 1
     tma.store_wait(0)
 
 
 @gluon.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
 def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group, q_len, kv_len,
-                            causal_offset, sm_scale, BLOCK_N: gl.constexpr,
+                            causal_offset, num_work, sm_scale, BLOCK_N: gl.constexpr,
                             HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                             PINGPONG: gl.constexpr):
-    """One program: 128 query rows of one (batch, q head); grid as kernel.py's (query blocks
-    fastest, reversed when causal)."""
+    """Program p serves work items p, p + G, p + 2G, ... of the num_work = cdiv(Sq, 128) * B * Hq
+    items (_work), where G is the grid: one item per program, or persistent (G at most the SMs:
+    the next item's Q and K/V loads run under the current one's last tiles and its output copy
+    under the next one's)."""
     num_m = gl.cdiv(q_len, 128)
-    pid = gl.program_id(0)
-    bh = pid // num_m
-    block = pid % num_m
-    if CAUSAL:
-        block = num_m - 1 - block
-    b = bh // q_heads
-    h = bh % q_heads
-    m0 = block * 128
-    key_end = kv_len
-    if CAUSAL:
-        key_end = gl.minimum(key_end, gl.maximum(m0 + 128 + causal_offset, 0))
-    n_tiles = gl.cdiv(key_end, BLOCK_N)
-
     dtype: gl.constexpr = q_desc.dtype
     q_smem = gl.allocate_shared_memory(dtype, [2] + q_desc.block_type.shape, q_desc.layout)
+    o_smem = gl.allocate_shared_memory(dtype, [2] + o_desc.block_type.shape, o_desc.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES] + k_desc.block_type.shape, k_desc.layout)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES] + v_desc.block_type.shape, v_desc.layout)
     q_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    q_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     kv_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     kv_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     mbarrier.init(q_ready, count=1)
+    mbarrier.init(q_empty, count=2)
     mbarrier.init(turn.index(0), count=1)
     mbarrier.init(turn.index(1), count=1)
     for i in gl.static_range(STAGES):
@@ -204,12 +232,13 @@ def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group,
         mbarrier.arrive(turn.index(0), count=1)  # consumer 0 issues tile 0 first
     qk_scale = sm_scale * 1.4426950408889634
     gl.warp_specialize([
-        (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, turn, b, h,
-                     bh, m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 0, BLOCK_N,
-                     HEAD_DIM, STAGES, CAUSAL, PINGPONG)),
-        (_consumer, (o_desc, Lse, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty, turn, b, h,
-                     bh, m0, q_len, kv_len, causal_offset, n_tiles, qk_scale, 1, BLOCK_N,
-                     HEAD_DIM, STAGES, CAUSAL, PINGPONG)),
-        (_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, kv_ready, kv_empty,
-                     b, h, h // group, m0, n_tiles, BLOCK_N, STAGES)),
+        (_consumer, (o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
+                     kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset,
+                     qk_scale, 0, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG)),
+        (_consumer, (o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
+                     kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset,
+                     qk_scale, 1, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG)),
+        (_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
+                     kv_empty, num_m, num_work, q_heads, group, kv_len, causal_offset, BLOCK_N,
+                     STAGES, CAUSAL)),
     ], [4, 1], [240, 24])

@@ -148,7 +148,7 @@ def attention_forward(
             gluon_launch.attention_forward_ws(problem, out, lse, config)
             return
         # Calls the ws kernel does not serve run kernel.py's kernel on the same tiles.
-        config = dataclasses.replace(config, ws=False, pingpong=False)
+        config = dataclasses.replace(config, ws=False, pingpong=False, persistent=False)
     spans = None
     if mask_spans.applies(problem):
         spans = mask_spans.mask_spans(problem, zeroed_strides(problem.mask), config.block_m)

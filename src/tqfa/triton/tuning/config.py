@@ -49,9 +49,11 @@ class KernelConfig:
     halves: int = 1
     # NVIDIA sm90 only: gluon_sm90.py's warp-specialised kernel (a producer warp and two consumer
     # warpgroups of 64 rows) for the calls it serves (gluon_launch.serves; kernel.py's kernel
-    # on the same tiles for the others); pingpong makes the warpgroups issue their products in turn.
+    # on the same tiles for the others); pingpong makes the warpgroups issue their products in turn;
+    # persistent launches at most one program per SM, each looping over work items.
     ws: bool = False
     pingpong: bool = False
+    persistent: bool = False
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -72,15 +74,15 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        for name in ("tma", "ws", "pingpong"):
+        for name in ("tma", "ws", "pingpong", "persistent"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.ws and not (self.tma and self.block_m == 128 and self.num_warps == 4
                             and self.halves == 1 and self.block_n in (64, 128, 256)):
             raise ValueError("ws needs tma, block_m 128 (two warpgroups of 64 rows), num_warps 4 "
                              f"(per warpgroup), halves 1 and block_n 64, 128 or 256, got {self}")
-        if self.pingpong and not self.ws:
-            raise ValueError("pingpong is an option of the ws kernel: it needs ws")
+        if (self.pingpong or self.persistent) and not self.ws:
+            raise ValueError("pingpong and persistent are options of the ws kernel: they need ws")
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -89,7 +91,7 @@ class KernelConfig:
 
     def __str__(self) -> str:
         extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma", "ws": "ws",
-                 "pingpong": "pp"}
+                 "pingpong": "pp", "persistent": "pers"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""
