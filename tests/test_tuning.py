@@ -180,7 +180,7 @@ def test_sm90_keeps_the_measured_defaults():
         K(128, 64, 4, 2, tma=True, halves=2))
     assert select_config(meta_problem(112), H100) == K(128, 64, 4, 2, tma=True, halves=2)  # 128
     assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # split: 64 + 32
-    assert select_config(meta_problem(64), H100) == K(128, 256, 4, 2, tma=True, ws=True, pingpong=True)
+    assert select_config(meta_problem(64), H100) == K(128, 256, 4, 2, tma=True, ws=True, persistent=True)
     assert select_config(meta_problem(64, dtype=torch.float32), H100) == K(64, 32, 8, 2)
     assert select_config(meta_problem(64, mask=True), H100) == K(128, 64, 8, 3)  # no spills
     assert select_config(meta_problem(128, mask=True), H100) == K(128, 64, 8, 3, tma=True)

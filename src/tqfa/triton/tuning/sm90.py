@@ -23,8 +23,12 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   causal at 4k (h200-2026-12-01c.md, run 2; cuDNN 589 and 510); without the turns 557 and 481
   (runs 1 and 2), with FlashAttention-3's overlap within a warpgroup 518 and 462. Run 3, from
   the public call: 559 (cuDNN 588), causal 491 (511), causal 16k 574 (572; 525 for kernel.py's).
-  d64: 256 keys per tile (128x256 w4 s2 ws pp; 8 bytes spilled) 457 against 421 for kernel.py's
-  default and 444 for cuDNN (run 3); 128 keys per tile 392-393 lost.
+  d64: 256 keys per tile (128x256 w4 s2 ws pp) 457 against 421 for kernel.py's default and 444
+  for cuDNN (run 3); 128 keys per tile 392-393 lost. Since the kernel loops over work items (one
+  per program unless persistent), that tile spills 24 bytes under Triton 3.6 (8 under 3.9); it
+  ran at 423 with the turns, 441 persistent, and 457 persistent without the turns (run 4): the d64
+  default.
+  Persistent at d128: 558 against 554, causal 480 against 487, 16k 550 against 572 (run 4).
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
@@ -79,7 +83,7 @@ D = DecodeConfig
 PREFILL = Tuning(
     defaults={
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
-        (64, 2, "dense"): K(128, 256, 4, 2, tma=True, ws=True, pingpong=True),
+        (64, 2, "dense"): K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
         (64, 2, "short"): K(128, 64, 4, 3, tma=True, halves=2),  # ws not timed on short rows
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 64, 4, 2, tma=True, halves=2),
@@ -93,7 +97,7 @@ PREFILL = Tuning(
         **FP32,
     },
     space=(
-        K(128, 256, 4, 2, tma=True, ws=True, pingpong=True),
+        K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
         K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3, tma=True), K(128, 64, 8, 3),
         K(128, 64, 4, 2, tma=True, halves=2), K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
         K(64, 64, 4, 3, tma=True), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
