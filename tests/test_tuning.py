@@ -194,9 +194,10 @@ def test_tags_pick_rows_in_order_of_precedence():
     assert problem_tags(meta_problem(128, mask="keys")) == ("keymask", "masked")
     assert problem_tags(meta_problem(128, q_len=1, kv_len=1000, mask=True)) == ("keymask", "masked", "short")
     assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025)) == ("dense",)
+    assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025), "decode") == ()
     assert problem_tags(meta_problem(128, dtype=torch.float32, q_len=1024, kv_len=1025)) == ()
     assert problem_tags(meta_problem(96, q_len=1024, kv_len=1025)) == ("split",)
-    assert problem_tags(meta_problem(64, **short)) == ("short", "dense")
+    assert problem_tags(meta_problem(64, **short)) == ("short",)
     assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3, tma=True)
     assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3, tma=True)  # short before split
     assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3, tma=True)
@@ -366,8 +367,7 @@ def test_quick_compile_set_covers_every_family_once():
     assert all(job.default and job.arch == list(FAMILIES[job.family].archs)[0] for job in jobs)
     assert {(j.dtype, j.head_dim, j.variant) for j in jobs if j.family == "sm90"} == {
         *(("bf16", d, v) for d in (64, 128, 256) for v in ("plain", "masked")),
-        *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 64, "short"), ("bf16", 128, "short"),
-        ("bf16", 128, "keymask"),
+        *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 128, "short"), ("bf16", 128, "keymask"),
         *(("fp32", d, "plain") for d in (64, 128, 256))}
     masked = {j.config for j in jobs
               if j.family == "sm90" and j.kind == "prefill" and j.head_dim == 128 and j.variant == "masked"}

@@ -93,16 +93,18 @@ def serves_dense(problem: Problem) -> bool:
                                           for t in (problem.q, problem.k, problem.v)))
 
 
-def problem_tags(problem: Problem) -> tuple[str, ...]:
+def problem_tags(problem: Problem, kind: str = "prefill") -> tuple[str, ...]:
     """The tags of config.TAGS ("keymask", "masked", "short", "split", "dense") that `problem`
-    carries, in their order of precedence."""
+    carries, in their order of precedence. "dense" only for a prefill call that is not short:
+    the Gluon kernel was timed on long rows, and its check (three tensors' layouts) is the
+    costliest here, on a path that runs on every call."""
     mask = problem.mask
     masked = mask is not None
     # The kernel reads one mask vector per tile when the query-row stride is 0 (MASK_ROWS).
     keymask = masked and (mask.stride(2) == 0 or mask.shape[2] == 1)
     short = max(problem.q_len, problem.kv_len) <= SHORT_LENGTH
     split = head_parts(problem.head_dim)[1] > 0
-    dense = not masked and serves_dense(problem)
+    dense = kind == "prefill" and not (masked or short or split) and serves_dense(problem)
     return _TAG_SETS[16 * keymask + 8 * masked + 4 * short + 2 * split + dense]
 
 
@@ -242,7 +244,7 @@ def default_config(problem: Problem, target: Target, kind: str = "prefill", fami
         return _family_default(problem, target, kind, family)
     mask = problem.mask
     key = (target, kind, problem.head_dim, problem.q.dtype, None if mask is None else mask.dtype,
-           problem_tags(problem))
+           problem_tags(problem, kind))
     config = _defaults.get(key)
     if config is None:
         config = _defaults[key] = _family_default(problem, target, kind, family_of(target))
@@ -251,7 +253,7 @@ def default_config(problem: Problem, target: Target, kind: str = "prefill", fami
 
 def _family_default(problem: Problem, target: Target, kind: str, family: Family) -> KernelConfig:
     key = problem_key(problem)
-    config = _tuning(family, kind).default(key, problem_tags(problem))
+    config = _tuning(family, kind).default(key, problem_tags(problem, kind))
     limit = _fit_limit(family, target)
     if limit is None:
         return config

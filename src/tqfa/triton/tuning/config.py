@@ -17,7 +17,7 @@ from typing import ClassVar
 # one [BLOCK_N] vector per tile; such a call is "masked" too, so a table without a "keymask" row
 # gives it the "masked" one), "masked" (a mask, whose tile is pipelined too), "short" (Sq and Skv
 # at most SHORT_LENGTH), "split" (a head dim the kernel computes as two parts, such as 96 = 64 + 32),
-# "dense" (a call the sm90 Gluon kernel can serve: tuning.serves_dense).
+# "dense" (a prefill call the sm90 Gluon kernel can serve, tuning.serves_dense, and not short).
 Key = tuple
 TAGS = ("keymask", "masked", "short", "split", "dense")
 SHORT_LENGTH = 1024

@@ -16,19 +16,19 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   437-464 at 4k, 508-529 against 505-533 at 16k): the default since tiles.md run 2. It spills 24
   bytes (40 causal) under Triton 3.6, in the timed runs too; without descriptors (a layout TMA
   cannot read) it runs at 477-481 non-causal, where 128x128 w8 s3 ran at 476.
-- "dense" (d128, 16-bit, no mask, layouts TMA reads; 4k rows and longer: shorter ones are
-  "short"): gluon_sm90.py's warp-specialised kernel, a producer warp and two consumer warpgroups
-  of 64 rows that take turns to issue their products (128x128 w4 s2 ws pp), 569 against 516
-  (the 128x64 w4 s2 TMA h2 default of kernel.py, 527 as a variant) non-causal and 493 against 458
-  causal at 4k (h200-2026-12-01c.md, run 2; cuDNN 589 and 510); without the turns 557 and 481
-  (runs 1 and 2), with FlashAttention-3's overlap within a warpgroup 518 and 462. Run 3, from
-  the public call: 559 (cuDNN 588), causal 491 (511), causal 16k 574 (572; 525 for kernel.py's).
-  d64: 256 keys per tile (128x256 w4 s2 ws pp) 457 against 421 for kernel.py's default and 444
-  for cuDNN (run 3); 128 keys per tile 392-393 lost. Since the kernel loops over work items (one
-  per program unless persistent), that tile spills 24 bytes under Triton 3.6 (8 under 3.9); it
-  ran at 423 with the turns, 441 persistent, and 457 persistent without the turns (run 4): the d64
-  default.
-  Persistent at d128: 558 against 554, causal 480 against 487, 16k 550 against 572 (run 4).
+- "dense" (16-bit, d64 or d128, no mask, layouts TMA reads, not "short"): gluon_sm90.py's
+  warp-specialised kernel (h200-2026-12-01c.md), a producer warp and two consumer warpgroups of
+  64 rows. d128: the warpgroups take turns to issue their products (128x128 w4 s2 ws pp): 569
+  against 516 for kernel.py's 128x64 w4 s2 TMA h2 (527 as a variant) non-causal and 493 against
+  458 causal at 4k (run 2; cuDNN 589 and 510); without the turns 557 and 481 (runs 1, 2), with
+  FlashAttention-3's overlap within a warpgroup 518 and 462 (run 2). From the public call (run
+  3): 559 (cuDNN 588), causal 491 (511), causal 16k 574 (572; kernel.py's 525). A persistent
+  grid: 558 against 554, causal 480 against 487, 16k 550 against 572 (run 4).
+  d64: 256 keys per tile, 457 against 421 for kernel.py's 128x64 w4 s3 TMA h2 and 444 for
+  cuDNN (run 3, with the turns); 128 keys per tile lost (392-393). The kernel loops over work
+  items since (one per program unless persistent): the 256-key tile spills 24 bytes under
+  Triton 3.6 (8 under 3.9) and ran at 423 with the turns, 441 persistent with them, 457
+  persistent without (run 4): the default (449 against cuDNN's 440 in run 5).
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
@@ -84,7 +84,6 @@ PREFILL = Tuning(
     defaults={
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
         (64, 2, "dense"): K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
-        (64, 2, "short"): K(128, 64, 4, 3, tma=True, halves=2),  # ws not timed on short rows
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
