@@ -70,7 +70,7 @@ def test_poisoned_ws_kernel(shape, config, dtype):
     q, k, v = _inputs(shape, dtype, seed=zlib.crc32(str(shape).encode()))
     causal = shape[6]
     problem = build_problem(q, k, v, None, causal is not None, causal_alignment=causal or "top_left")
-    assert gluon_launch.serves(problem, torch.empty_like(q))  # the ws kernel runs, not the fallback
+    assert gluon_launch.ws_strides(problem, torch.empty_like(q))  # the ws kernel runs, not kernel.py
     _check(*_poisoned_run(problem, config), q, k, v, causal=causal)
 
 

@@ -167,8 +167,6 @@ def meta_problem(head_dim: int, dtype_name: str, variant: str):
 def _prefill_launch(config, problem):
     """kernel.py's launch, or gluon_sm90.py's for a ws configuration on a call it serves (as
     launch.attention_forward routes them)."""
-    import dataclasses
-
     import torch
 
     from . import launch
@@ -178,10 +176,11 @@ def _prefill_launch(config, problem):
     if config.ws:
         from . import gluon_launch
 
-        if gluon_launch.serves(problem, out):
-            _, kwargs = gluon_launch.ws_arguments(problem, out, lse, config)
+        strides = gluon_launch.ws_strides(problem, out)
+        if strides is not None:
+            _, kwargs = gluon_launch.ws_arguments(problem, out, lse, config, strides)
             return gluon_launch.attention_fwd_ws_kernel, kwargs
-        config = dataclasses.replace(config, ws=False, pingpong=False, persistent=False)
+        config = config.without_ws()
     _, kwargs = launch.kernel_arguments(problem, out, lse, config, allow_tf32=False)
     return launch.attention_fwd_kernel, kwargs
 

@@ -1,6 +1,6 @@
 """Launch of gluon_sm90.py's warp-specialised kernel (KernelConfig.ws): which calls it serves,
 its tensor descriptors and grid. launch.attention_forward routes a ws configuration here when
-`serves` holds and to kernel.py's kernel, with ws off, when it does not."""
+`ws_strides` finds the call served and to kernel.py's kernel (KernelConfig.without_ws) when not."""
 
 from __future__ import annotations
 
@@ -18,29 +18,35 @@ _GL_DTYPES = {torch.float16: gl.float16, torch.bfloat16: gl.bfloat16}
 ROWS = 64  # query rows per consumer warpgroup (gluon_sm90.py)
 
 
-def serves(problem: Problem, out: torch.Tensor) -> bool:
-    """The calls the kernel serves (on an sm90 GPU): tuning's "dense" ones (16-bit, head dim 64
-    or 128, no mask, a positive scale, Q, K and V readable through descriptors) whose output the
-    copy engine can write."""
-    return serves_dense(problem) and tma_strides(out) is not None
+def ws_strides(problem: Problem, out: torch.Tensor) -> dict[str, tuple[int, ...]] | None:
+    """The descriptor strides of Q, K, V and Out by name if the kernel serves the call (on an
+    sm90 GPU): tuning's "dense" features (16-bit, head dim 64 or 128, no mask, a positive scale)
+    and four layouts the copy engine reads; else None."""
+    if not serves_dense(problem, layouts=False):
+        return None
+    strides = {name: tma_strides(t) for name, t in
+               (("q", problem.q), ("k", problem.k), ("v", problem.v), ("out", out))}
+    return None if None in strides.values() else strides
 
 
-def _descriptor(t: torch.Tensor, rows: int) -> TensorDescriptor:
+def _descriptor(t: torch.Tensor, strides: tuple[int, ...], rows: int) -> TensorDescriptor:
     block = [1, 1, rows, t.shape[3]]
     layout = gl.NVMMASharedLayout.get_default_for(block, _GL_DTYPES[t.dtype])
-    return TensorDescriptor(t, list(t.shape), list(tma_strides(t)), block, layout)
+    return TensorDescriptor(t, list(t.shape), list(strides), block, layout)
 
 
-def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig
-                 ) -> tuple[tuple[int], dict]:
-    """(grid, keyword arguments) of the launch; `serves` holds."""
+def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig,
+                 strides: dict[str, tuple[int, ...]]) -> tuple[tuple[int], dict]:
+    """(grid, keyword arguments) of the launch; strides: ws_strides's (not None)."""
     num_work = -(-problem.q_len // (2 * ROWS)) * problem.batch * problem.q_heads
     grid = num_work
     if config.persistent:
         grid = min(grid, probe(problem.device).multiprocessors)
     return (grid,), dict(
-        q_desc=_descriptor(problem.q, ROWS), k_desc=_descriptor(problem.k, config.block_n),
-        v_desc=_descriptor(problem.v, config.block_n), o_desc=_descriptor(out, ROWS), Lse=lse,
+        q_desc=_descriptor(problem.q, strides["q"], ROWS),
+        k_desc=_descriptor(problem.k, strides["k"], config.block_n),
+        v_desc=_descriptor(problem.v, strides["v"], config.block_n),
+        o_desc=_descriptor(out, strides["out"], ROWS), Lse=lse,
         q_heads=problem.q_heads, group=problem.group, q_len=problem.q_len,
         kv_len=problem.kv_len, causal_offset=problem.causal_offset, num_work=num_work,
         sm_scale=problem.scale,
@@ -50,7 +56,7 @@ def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config:
 
 
 def attention_forward_ws(problem: Problem, out: torch.Tensor, lse: torch.Tensor,
-                         config: KernelConfig) -> None:
-    """Write out and lse (as launch.attention_forward) with the ws kernel; `serves` holds."""
-    grid, kwargs = ws_arguments(problem, out, lse, config)
+                         config: KernelConfig, strides: dict[str, tuple[int, ...]]) -> None:
+    """Write out and lse (as launch.attention_forward) with the ws kernel; strides: ws_strides's."""
+    grid, kwargs = ws_arguments(problem, out, lse, config, strides)
     attention_fwd_ws_kernel[grid](**kwargs)

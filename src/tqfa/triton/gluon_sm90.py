@@ -13,8 +13,8 @@ FlashAttention-3's other overlap, within a warpgroup (tile j's QK product issued
 product, tile j's softmax under the latter), was an option here and lost on the H200 (518 against
 557 TFLOP/s at d128, 519 against 569 with PINGPONG: benchmarks/results/h200-2026-12-01c.md).
 
-Semantics are kernel.py's for the calls it serves (gluon_launch.serves): 16-bit Q, K, V of head dim 64 or
-128 that the copy engine can read, no mask, causal (either alignment) or not, a positive scale.
+Semantics are kernel.py's for the calls it serves (gluon_launch.ws_strides): 16-bit Q, K, V of
+head dim 64 or 128 that the copy engine can read, no mask, causal (either alignment) or not, a positive scale.
 Scores are in log2 units; a row that has seen no visible key keeps m_i = -inf (its max is used as
 0) and gets output 0 and LSE -inf. Keys past Skv in the last tile (zero-filled by the copy engine)
 and keys past the causal limit get score -inf.
@@ -90,7 +90,7 @@ def _scores(q, k_smem, slot, s_layout: gl.constexpr, BLOCK_N: gl.constexpr, HEAD
 
 
 @gluon.jit
-def _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout: gl.constexpr,
+def _softmax(s, m_i, l_i, j, key_limit, qk_scale, s_layout: gl.constexpr,
              BLOCK_N: gl.constexpr, MASKED: gl.constexpr):
     """Online softmax of one tile's scores: (p, alpha, m_new, l_new). MASKED: keys at or past
     key_limit[row] (a [ROWS] tensor) get score -inf."""
@@ -120,7 +120,7 @@ def _pass_turn(turn, WHICH: gl.constexpr, PINGPONG: gl.constexpr):
 
 @gluon.jit
 def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, base, start, stop,
-             rows, key_limit, qk_scale, s_layout: gl.constexpr, o_layout: gl.constexpr,
+             key_limit, qk_scale, s_layout: gl.constexpr, o_layout: gl.constexpr,
              BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
              MASKED: gl.constexpr, WHICH: gl.constexpr, PINGPONG: gl.constexpr):
     """Tiles [start, stop) of one consumer's work item, whose tile 0 is the program's K/V tile
@@ -137,7 +137,7 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, base, s
         s = _scores(q, k_smem, slot, s_layout, BLOCK_N, HEAD_DIM)
         _pass_turn(turn, WHICH, PINGPONG)
         s = warpgroup_mma_wait(0, deps=[s])
-        p, alpha, m_i, l_i = _softmax(s, m_i, l_i, j, rows, key_limit, qk_scale, s_layout,
+        p, alpha, m_i, l_i = _softmax(s, m_i, l_i, j, key_limit, qk_scale, s_layout,
                                       BLOCK_N, MASKED)
         acc = acc * gl.convert_layout(alpha, o_rows)[:, None]
         pv = gl.convert_layout(p.to(dtype), p_layout)
@@ -177,10 +177,10 @@ def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_
         acc = gl.zeros([64, HEAD_DIM], gl.float32, o_layout)
         mbarrier.wait(q_ready, it & 1)
         acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
-                                 0, n_plain, rows, key_limit, qk_scale, s_layout, o_layout,
+                                 0, n_plain, key_limit, qk_scale, s_layout, o_layout,
                                  BLOCK_N, HEAD_DIM, STAGES, False, WHICH, PINGPONG)
         acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
-                                 n_plain, n_tiles, rows, key_limit, qk_scale, s_layout, o_layout,
+                                 n_plain, n_tiles, key_limit, qk_scale, s_layout, o_layout,
                                  BLOCK_N, HEAD_DIM, STAGES, True, WHICH, PINGPONG)
         # Every QK product of this item has been waited on: the producer may load the next Q.
         mbarrier.arrive(q_empty, count=1)

@@ -3,8 +3,6 @@ arguments. No policy: the backend picks the configuration and allocates the outp
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import triton
 
@@ -144,11 +142,11 @@ def attention_forward(
     if config.ws:
         from . import gluon_launch  # only a ws configuration imports Gluon
 
-        if not INTERPRETED and gluon_launch.serves(problem, out):
-            gluon_launch.attention_forward_ws(problem, out, lse, config)
+        strides = None if INTERPRETED else gluon_launch.ws_strides(problem, out)
+        if strides is not None:
+            gluon_launch.attention_forward_ws(problem, out, lse, config, strides)
             return
-        # Calls the ws kernel does not serve run kernel.py's kernel on the same tiles.
-        config = dataclasses.replace(config, ws=False, pingpong=False, persistent=False)
+        config = config.without_ws()
     spans = None
     if mask_spans.applies(problem):
         spans = mask_spans.mask_spans(problem, zeroed_strides(problem.mask), config.block_m)

@@ -83,14 +83,14 @@ _TAG_SETS = tuple(tuple(tag for tag, on in zip(TAGS, bits) if on)
                   for bits in itertools.product((False, True), repeat=len(TAGS)))
 
 
-def serves_dense(problem: Problem) -> bool:
+def serves_dense(problem: Problem, layouts: bool = True) -> bool:
     """The "dense" tag: the calls gluon_sm90.py's kernel serves (on sm90), by their features:
-    16-bit, head dim 64 or 128, no mask, a positive scale, and Q, K and V readable through
-    tensor descriptors."""
+    16-bit, head dim 64 or 128, no mask, a positive scale, and (layouts) Q, K and V readable
+    through tensor descriptors."""
     return (problem.mask is None and problem.q.dtype in (torch.float16, torch.bfloat16)
             and problem.head_dim in (64, 128) and problem.v_head_dim == problem.head_dim
-            and problem.scale > 0 and all(tma_strides(t) is not None
-                                          for t in (problem.q, problem.k, problem.v)))
+            and problem.scale > 0 and (not layouts or all(
+                tma_strides(t) is not None for t in (problem.q, problem.k, problem.v))))
 
 
 def problem_tags(problem: Problem, kind: str = "prefill") -> tuple[str, ...]:

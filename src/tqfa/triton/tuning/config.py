@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
 # (head-dim bucket, element size in bytes): (64 | 128 | 256, 2 | 4). A table may add rows
@@ -48,7 +48,7 @@ class KernelConfig:
     # the K/V tiles, so one half's softmax can overlap the other's matrix products.
     halves: int = 1
     # NVIDIA sm90 only: gluon_sm90.py's warp-specialised kernel (a producer warp and two consumer
-    # warpgroups of 64 rows) for the calls it serves (gluon_launch.serves; kernel.py's kernel
+    # warpgroups of 64 rows) for the calls it serves (gluon_launch.ws_strides; kernel.py's kernel
     # on the same tiles for the others); pingpong makes the warpgroups issue their products in turn;
     # persistent launches at most one program per SM, each looping over work items.
     ws: bool = False
@@ -83,6 +83,11 @@ class KernelConfig:
                              f"(per warpgroup), halves 1 and block_n 64, 128 or 256, got {self}")
         if (self.pingpong or self.persistent) and not self.ws:
             raise ValueError("pingpong and persistent are options of the ws kernel: they need ws")
+
+    def without_ws(self) -> KernelConfig:
+        """The configuration kernel.py runs for a call the ws kernel does not serve: the same
+        tiles, without the ws options."""
+        return replace(self, ws=False, pingpong=False, persistent=False)
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
