@@ -23,6 +23,8 @@ GPU_PREFILL = [
     Shape(4, 32, 8, 1024, 1024, 128, causal=True),
     Shape(8, 32, 8, 512, 512, 128),
     Shape(4, 32, 8, 1024, 1024, 128),
+    Shape(8, 16, 16, 1024, 1024, 64, causal=True),
+    Shape(8, 16, 16, 1024, 1024, 64),
 ]
 
 # Decode and short queries on an H100 (bf16): K/V bytes read / time.

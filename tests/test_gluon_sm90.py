@@ -29,6 +29,7 @@ WS = [K(128, 128, 4, 2, tma=True, ws=True), K(128, 128, 4, 2, tma=True, ws=True,
       K(128, 64, 4, 3, tma=True, ws=True, pingpong=True),
       K(128, 256, 4, 2, tma=True, ws=True, pingpong=True),
       K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True),
+      K(128, 128, 4, 2, tma=True, ws=True, persistent=True),
       K(128, 256, 4, 2, tma=True, ws=True, persistent=True)]
 ON_SM90 = DEVICE == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 # (batch, q heads, kv heads, Sq, Skv, head dim, causal, [B, S, H, D] layout)
@@ -39,9 +40,10 @@ SHAPES = [
     (1, 2, 2, 200, 900, 64, "bottom_right", False),
     (1, 8, 1, 1000, 1000, 64, "top_left", True),
     (2, 4, 4, 5, 2000, 128, None, True),
-    # 576 and 480 work items: a persistent program (at most one per SM) serves several.
+    # 576, 480 and 576 work items: a persistent program (at most one per SM) serves several.
     (4, 16, 4, 1100, 700, 128, "bottom_right", False),
     (3, 32, 8, 520, 1300, 64, None, True),
+    (3, 16, 4, 1500, 900, 128, None, True),
 ]
 
 
@@ -98,15 +100,17 @@ def test_ws_configuration_rules():
                                   '"num_stages": 2, "tma": true, "ws": true}') == WS[0]
 
 
-def _compile_sm90(config: KernelConfig, head_dim: int) -> None:
+def _compile_sm90(config: KernelConfig, head_dim: int, causal: bool = True) -> None:
     """Compile the ws kernel for sm90 as `python -m tqfa compile-check` does (its causal meta
-    problem); prints what the test checks as JSON. Run in a process without TRITON_INTERPRET:
-    Gluon's library functions are interpreted functions in a process that imported Gluon with
-    it set."""
+    problem, or that problem without is_causal); prints what the test checks as JSON. Run in a
+    process without TRITON_INTERPRET: Gluon's library functions are interpreted functions in a
+    process that imported Gluon with it set."""
     from tqfa.triton import compile_check
     from tqfa.triton.gluon_sm90 import attention_fwd_ws_kernel
 
     problem = compile_check.meta_problem(head_dim, "bf16", "plain")
+    if not causal:
+        problem = build_problem(problem.q, problem.k, problem.v, None, False)
     fn, kwargs = compile_check._prefill_launch(config, problem)
     assert fn is attention_fwd_ws_kernel  # not kernel.py's fallback
     compiled = compile_check.compile_kernel(fn, kwargs, "sm90", config)
@@ -116,13 +120,16 @@ def _compile_sm90(config: KernelConfig, head_dim: int) -> None:
                       "spills": compile_check.resources(compiled, "sm90")[1]}))
 
 
-@pytest.mark.parametrize("index, head_dim", [(0, 128), (1, 128), (2, 64), (3, 64), (4, 128), (5, 64)])
-def test_ws_kernel_compiles_for_sm90(index, head_dim):
+# Persistent and not causal: two Q buffers (229736 bytes of shared memory at d128).
+@pytest.mark.parametrize("index, head_dim, causal", [
+    (0, 128, True), (1, 128, True), (2, 64, True), (3, 64, True), (4, 128, True), (4, 128, False),
+    (5, 128, True), (6, 64, False)])
+def test_ws_kernel_compiles_for_sm90(index, head_dim, causal):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     # The child imports tqfa from where this process did (PYTHONPATH may be relative).
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(tqfa.__file__)),
                                          env.get("PYTHONPATH", "")])
-    code = f"import test_gluon_sm90 as t; t._compile_sm90(t.WS[{index}], {head_dim})"
+    code = f"import test_gluon_sm90 as t; t._compile_sm90(t.WS[{index}], {head_dim}, {causal})"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=os.path.dirname(__file__), timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]

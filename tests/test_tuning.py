@@ -160,6 +160,8 @@ def meta_problem(head_dim=128, dtype=torch.bfloat16, q_len=4096, kv_len=4096, ma
 
 
 H100 = DEVICES[3][0]
+WS_D128 = K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True)
+WS_D64 = K(128, 256, 4, 2, tma=True, ws=True, persistent=True)
 
 
 @pytest.fixture(autouse=True)
@@ -171,7 +173,7 @@ def clean_environment(monkeypatch):
 
 def test_sm90_keeps_the_measured_defaults():
     # d128 without a mask, 16-bit, in layouts the copy engine reads: the Gluon ws kernel.
-    assert select_config(meta_problem(128), H100) == K(128, 128, 4, 2, tma=True, ws=True, pingpong=True)
+    assert select_config(meta_problem(128), H100) == WS_D128
     assert select_config(meta_problem(128, causal=False), H100) == select_config(meta_problem(128), H100)
     # ...and kernel.py where a layout rules descriptors out (a D stride of 2).
     wide = torch.empty(2, 32, 4096, 256, dtype=torch.bfloat16, device="meta")[..., ::2]
@@ -180,7 +182,7 @@ def test_sm90_keeps_the_measured_defaults():
         K(128, 64, 4, 2, tma=True, halves=2))
     assert select_config(meta_problem(112), H100) == K(128, 64, 4, 2, tma=True, halves=2)  # 128
     assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # split: 64 + 32
-    assert select_config(meta_problem(64), H100) == K(128, 256, 4, 2, tma=True, ws=True, persistent=True)
+    assert select_config(meta_problem(64), H100) == WS_D64
     assert select_config(meta_problem(64, dtype=torch.float32), H100) == K(64, 32, 8, 2)
     assert select_config(meta_problem(64, mask=True), H100) == K(128, 64, 8, 3)  # no spills
     assert select_config(meta_problem(128, mask=True), H100) == K(128, 64, 8, 3, tma=True)
@@ -197,11 +199,17 @@ def test_tags_pick_rows_in_order_of_precedence():
     assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025), "decode") == ()
     assert problem_tags(meta_problem(128, dtype=torch.float32, q_len=1024, kv_len=1025)) == ()
     assert problem_tags(meta_problem(96, q_len=1024, kv_len=1025)) == ("split",)
-    assert problem_tags(meta_problem(64, **short)) == ("short",)
-    assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3, tma=True)
+    assert problem_tags(meta_problem(64, **short)) == ("dense", "short")
+    assert problem_tags(meta_problem(96, **short)) == ("short", "split")
+    assert select_config(meta_problem(128, **short), H100) == WS_D128  # dense before short
     assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3, tma=True)  # short before split
     assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3, tma=True)
-    assert select_config(meta_problem(64, **short), H100) == K(128, 64, 4, 3, tma=True, halves=2)
+    assert select_config(meta_problem(64, **short), H100) == WS_D64
+    # A short call whose layout rules descriptors out (a D stride of 2) keeps the "short" row.
+    wide = torch.empty(2, 32, 1000, 256, dtype=torch.bfloat16, device="meta")[..., ::2]
+    narrow = build_problem(wide, wide[:, :8], wide[:, :8], None, True)
+    assert problem_tags(narrow) == ("short",)
+    assert select_config(narrow, H100) == K(64, 64, 4, 3, tma=True)
 
 
 def test_amd_configs_carry_amd_options():
@@ -254,7 +262,7 @@ def test_override_replaces_the_selection(monkeypatch):
                                    '"waves_per_eu": 1, "matrix_instr_nonkdim": 32}')
     assert select_config(meta_problem(), DEVICES[7][0]) == K(64, 64, 4, 1, 1, 32)
     monkeypatch.setenv(CONFIG_ENV, "  ")
-    assert select_config(meta_problem(), H100) == K(128, 128, 4, 2, tma=True, ws=True, pingpong=True)
+    assert select_config(meta_problem(), H100) == WS_D128
     # ws is an sm90 kernel: on any other target the override is refused.
     monkeypatch.setenv(CONFIG_ENV, _json(block_m=128, tma=True, ws=True))
     assert select_config(meta_problem(), H100) == K(128, 64, 4, 2, tma=True, ws=True)

@@ -37,21 +37,33 @@ def _descriptor(t: torch.Tensor, strides: tuple[int, ...], rows: int) -> TensorD
 
 def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig,
                  strides: dict[str, tuple[int, ...]]) -> tuple[tuple[int], dict]:
-    """(grid, keyword arguments) of the launch; strides: ws_strides's (not None)."""
+    """(grid, keyword arguments) of the launch; strides: ws_strides's (not None).
+    A persistent program keeps two Q buffers when not causal: with one, an item's Q waits for
+    the last QK products of the item before (at Sq 512 an item has 4 tiles of 128 keys). Causal,
+    the two buffers gave wrong outputs and illegal addresses on the H200, even with one item per
+    program (benchmarks/results/h200-2026-12-01d.md); the cause is not found, so causal keeps one.
+    A persistent causal grid takes the items longest first within groups of heads
+    (gluon_sm90._work)."""
     num_work = -(-problem.q_len // (2 * ROWS)) * problem.batch * problem.q_heads
+    causal = problem.causal is not None
     grid = num_work
     if config.persistent:
         grid = min(grid, probe(problem.device).multiprocessors)
+    num_m = num_work // (problem.batch * problem.q_heads)
+    # gluon_sm90._work's head groups: whole K/V heads, at least one item per program.
+    swizzle = problem.group * -(-grid // (num_m * problem.group))
     return (grid,), dict(
         q_desc=_descriptor(problem.q, strides["q"], ROWS),
         k_desc=_descriptor(problem.k, strides["k"], config.block_n),
         v_desc=_descriptor(problem.v, strides["v"], config.block_n),
         o_desc=_descriptor(out, strides["out"], ROWS), Lse=lse,
         q_heads=problem.q_heads, group=problem.group, q_len=problem.q_len,
-        kv_len=problem.kv_len, causal_offset=problem.causal_offset, num_work=num_work,
+        kv_len=problem.kv_len, causal_offset=problem.causal_offset, num_work=num_work, swizzle=swizzle,
         sm_scale=problem.scale,
         BLOCK_N=config.block_n, HEAD_DIM=problem.head_dim, STAGES=config.num_stages,
-        CAUSAL=problem.causal is not None, PINGPONG=config.pingpong,
+        CAUSAL=causal, PINGPONG=config.pingpong,
+        Q_BUFFERS=2 if config.persistent and not causal else 1,
+        LONGEST_FIRST=config.persistent and causal,
         num_warps=4)
 
 

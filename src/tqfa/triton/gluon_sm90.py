@@ -41,13 +41,30 @@ _barrier = getattr(gl, "barrier", None) or gl.thread_barrier
 
 
 @gluon.jit
-def _work(w, num_m, q_heads, kv_len, causal_offset, BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr):
-    """Work item w: 128 query rows of one (batch, q head), query blocks fastest (reversed when
-    causal: the longest rows first); (b, h, bh, first row, K/V tiles)."""
-    bh = w // num_m
-    block = w % num_m
-    if CAUSAL:
-        block = num_m - 1 - block
+def _work(w, num_m, num_work, q_heads, swizzle, kv_len, causal_offset, BLOCK_N: gl.constexpr,
+          CAUSAL: gl.constexpr, LONGEST_FIRST: gl.constexpr):
+    """Work item w: 128 query rows of one (batch, q head); (b, h, bh, first row, K/V tiles).
+    Query blocks run fastest, so that the programs running together share K/V in L2, and reversed
+    when causal: each head's longest rows first.
+    LONGEST_FIRST (a persistent causal grid, whose programs take items p, p + G, ...): the heads
+    in groups of `swizzle` (a multiple of the q heads that share a K/V head, at least G items per
+    group), and within a group the longest items first across its heads. With query blocks
+    fastest, a grid that is a multiple of the blocks per head gives each program items of one
+    length (at Sq 512 on 132 SMs, a quarter of the programs get the longest); with the longest
+    first across all heads, the programs running together read every K/V head (at Sq 16k, more
+    than L2 holds)."""
+    if LONGEST_FIRST:
+        group_items = num_m * swizzle
+        first_head = w // group_items * swizzle
+        heads = gl.minimum(swizzle, num_work // num_m - first_head)
+        rank = w % group_items
+        bh = first_head + rank % heads
+        block = num_m - 1 - rank // heads
+    else:
+        bh = w // num_m
+        block = w % num_m
+        if CAUSAL:
+            block = num_m - 1 - block
     m0 = block * 128
     key_end = kv_len
     if CAUSAL:
@@ -57,19 +74,23 @@ def _work(w, num_m, q_heads, kv_len, causal_offset, BLOCK_N: gl.constexpr, CAUSA
 
 @gluon.jit
 def _producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, kv_ready, kv_empty,
-              num_m, num_work, q_heads, group, kv_len, causal_offset, BLOCK_N: gl.constexpr,
-              STAGES: gl.constexpr, CAUSAL: gl.constexpr):
+              num_m, num_work, q_heads, swizzle, group, kv_len, causal_offset, BLOCK_N: gl.constexpr,
+              STAGES: gl.constexpr, CAUSAL: gl.constexpr, LONGEST_FIRST: gl.constexpr):
     kv_bytes: gl.constexpr = k_desc.block_type.nbytes + v_desc.block_type.nbytes
+    Q_BUFFERS: gl.constexpr = q_smem.shape[0] // 2
     it = 0  # work items of this program so far
     kv = 0  # K/V tiles loaded so far: tile kv goes to slot kv % STAGES
     for w in range(gl.program_id(0), num_work, gl.num_programs(0)):
-        b, h, bh, m0, n_tiles = _work(w, num_m, q_heads, kv_len, causal_offset, BLOCK_N, CAUSAL)
+        b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, swizzle, kv_len, causal_offset,
+                                      BLOCK_N, CAUSAL, LONGEST_FIRST)
         # A fresh barrier counts its (never run) previous phase as complete: the first work
-        # item and the first pass through the ring do not wait.
-        mbarrier.wait(q_empty, (it & 1) ^ 1)
-        mbarrier.expect(q_ready, 2 * q_desc.block_type.nbytes)
-        _tma_load(q_desc, [b, h, m0, 0], q_ready, q_smem.index(0))
-        _tma_load(q_desc, [b, h, m0 + 64, 0], q_ready, q_smem.index(1))
+        # item, the first pass through the Q buffers and through the ring do not wait.
+        qb = it % Q_BUFFERS
+        mbarrier.wait(q_empty.index(qb), ((it // Q_BUFFERS) & 1) ^ 1)
+        ready = q_ready.index(qb)
+        mbarrier.expect(ready, 2 * q_desc.block_type.nbytes)
+        _tma_load(q_desc, [b, h, m0, 0], ready, q_smem.index(2 * qb))
+        _tma_load(q_desc, [b, h, m0 + 64, 0], ready, q_smem.index(2 * qb + 1))
         for j in range(n_tiles):
             slot = kv % STAGES
             mbarrier.wait(kv_empty.index(slot), ((kv // STAGES) & 1) ^ 1)
@@ -149,19 +170,21 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, base, s
 
 @gluon.jit
 def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready, kv_empty,
-              turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset, qk_scale,
+              turn, num_m, num_work, q_heads, swizzle, q_len, kv_len, causal_offset, qk_scale,
               WHICH: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
-              STAGES: gl.constexpr, CAUSAL: gl.constexpr, PINGPONG: gl.constexpr):
+              STAGES: gl.constexpr, CAUSAL: gl.constexpr, PINGPONG: gl.constexpr,
+              LONGEST_FIRST: gl.constexpr):
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, HEAD_DIM, 16])
-    q = q_smem.index(WHICH).reshape([64, HEAD_DIM])
+    Q_BUFFERS: gl.constexpr = q_smem.shape[0] // 2
     o_tile = o_smem.index(WHICH)
     it = 0
     kv = 0
     for w in range(gl.program_id(0), num_work, gl.num_programs(0)):
-        b, h, bh, m0, n_tiles = _work(w, num_m, q_heads, kv_len, causal_offset, BLOCK_N, CAUSAL)
+        b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, swizzle, kv_len, causal_offset,
+                                      BLOCK_N, CAUSAL, LONGEST_FIRST)
         row0 = m0 + WHICH * 64
         rows = row0 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
         # Tiles [0, n_plain) need no mask for any row of this consumer: they end at or before
@@ -175,15 +198,17 @@ def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_
         m_i = gl.full([64], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
         l_i = gl.zeros([64], gl.float32, gl.SliceLayout(1, s_layout))
         acc = gl.zeros([64, HEAD_DIM], gl.float32, o_layout)
-        mbarrier.wait(q_ready, it & 1)
+        qb = it % Q_BUFFERS
+        q = q_smem.index(2 * qb + WHICH).reshape([64, HEAD_DIM])
+        mbarrier.wait(q_ready.index(qb), (it // Q_BUFFERS) & 1)
         acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
                                  0, n_plain, key_limit, qk_scale, s_layout, o_layout,
                                  BLOCK_N, HEAD_DIM, STAGES, False, WHICH, PINGPONG)
         acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
                                  n_plain, n_tiles, key_limit, qk_scale, s_layout, o_layout,
                                  BLOCK_N, HEAD_DIM, STAGES, True, WHICH, PINGPONG)
-        # Every QK product of this item has been waited on: the producer may load the next Q.
-        mbarrier.arrive(q_empty, count=1)
+        # Every QK product of this item has been waited on: the producer may reuse its Q buffer.
+        mbarrier.arrive(q_empty.index(qb), count=1)
         seen = l_i > 0.0
         l_safe = gl.where(seen, l_i, 1.0)
         lse = gl.where(seen, (m_i + gl.log2(l_safe)) * 0.6931471805599453, float("-inf"))
@@ -202,26 +227,30 @@ def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_
 
 @gluon.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
 def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group, q_len, kv_len,
-                            causal_offset, num_work, sm_scale, BLOCK_N: gl.constexpr,
+                            causal_offset, num_work, swizzle, sm_scale, BLOCK_N: gl.constexpr,
                             HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
-                            PINGPONG: gl.constexpr):
+                            PINGPONG: gl.constexpr, Q_BUFFERS: gl.constexpr,
+                            LONGEST_FIRST: gl.constexpr):
     """Program p serves work items p, p + G, p + 2G, ... of the num_work = cdiv(Sq, 128) * B * Hq
     items (_work), where G is the grid: one item per program, or persistent (G at most the SMs:
     the next item's Q and K/V loads run under the current one's last tiles and its output copy
-    under the next one's)."""
+    under the next one's). Q_BUFFERS (1 or 2): with 2 the next item's Q is loaded into the other
+    buffer while the current item's last QK products read theirs. LONGEST_FIRST: see _work."""
     num_m = gl.cdiv(q_len, 128)
     dtype: gl.constexpr = q_desc.dtype
-    q_smem = gl.allocate_shared_memory(dtype, [2] + q_desc.block_type.shape, q_desc.layout)
+    q_smem = gl.allocate_shared_memory(dtype, [2 * Q_BUFFERS] + q_desc.block_type.shape,
+                                       q_desc.layout)
     o_smem = gl.allocate_shared_memory(dtype, [2] + o_desc.block_type.shape, o_desc.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES] + k_desc.block_type.shape, k_desc.layout)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES] + v_desc.block_type.shape, v_desc.layout)
-    q_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    q_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    q_ready = gl.allocate_shared_memory(gl.int64, [Q_BUFFERS, 1], mbarrier.MBarrierLayout())
+    q_empty = gl.allocate_shared_memory(gl.int64, [Q_BUFFERS, 1], mbarrier.MBarrierLayout())
     kv_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     kv_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    mbarrier.init(q_ready, count=1)
-    mbarrier.init(q_empty, count=2)
+    for i in gl.static_range(Q_BUFFERS):
+        mbarrier.init(q_ready.index(i), count=1)
+        mbarrier.init(q_empty.index(i), count=2)
     mbarrier.init(turn.index(0), count=1)
     mbarrier.init(turn.index(1), count=1)
     for i in gl.static_range(STAGES):
@@ -233,12 +262,12 @@ def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group,
     qk_scale = sm_scale * 1.4426950408889634
     gl.warp_specialize([
         (_consumer, (o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
-                     kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset,
-                     qk_scale, 0, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG)),
+                     kv_empty, turn, num_m, num_work, q_heads, swizzle, q_len, kv_len, causal_offset,
+                     qk_scale, 0, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)),
         (_consumer, (o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
-                     kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset,
-                     qk_scale, 1, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG)),
+                     kv_empty, turn, num_m, num_work, q_heads, swizzle, q_len, kv_len, causal_offset,
+                     qk_scale, 1, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)),
         (_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
-                     kv_empty, num_m, num_work, q_heads, group, kv_len, causal_offset, BLOCK_N,
-                     STAGES, CAUSAL)),
+                     kv_empty, num_m, num_work, q_heads, swizzle, group, kv_len, causal_offset, BLOCK_N,
+                     STAGES, CAUSAL, LONGEST_FIRST)),
     ], [4, 1], [240, 24])
