@@ -40,6 +40,7 @@ SHAPES = [
     (1, 2, 2, 200, 900, 64, "bottom_right", False),
     (1, 8, 1, 1000, 1000, 64, "top_left", True),
     (2, 4, 4, 5, 2000, 128, None, True),
+    (2, 4, 2, 113, 100, 128, None, False),  # one key tile, under the mask (one Q buffer)
     # 576, 480 and 576 work items: a persistent program (at most one per SM) serves several.
     (4, 16, 4, 1100, 700, 128, "bottom_right", False),
     (3, 32, 8, 520, 1300, 64, None, True),

@@ -38,10 +38,12 @@ def _descriptor(t: torch.Tensor, strides: tuple[int, ...], rows: int) -> TensorD
 def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig,
                  strides: dict[str, tuple[int, ...]]) -> tuple[tuple[int], dict]:
     """(grid, keyword arguments) of the launch; strides: ws_strides's (not None).
-    A persistent program keeps two Q buffers when not causal: with one, an item's Q waits for
-    the last QK products of the item before (at Sq 512 an item has 4 tiles of 128 keys). Causal,
-    the two buffers gave wrong outputs and illegal addresses on the H200, even with one item per
-    program (benchmarks/results/h200-2026-12-01d.md); the cause is not found, so causal keeps one.
+    A persistent program keeps two Q buffers where every work item has a tile without the mask
+    (not causal, Skv >= BLOCK_N): with one, an item's Q waits for the last QK products of the item
+    before (at Sq 512 an item has 4 tiles of 128 keys). Two buffers gave illegal addresses or
+    wrong outputs on the H200 for calls with items whose tiles all take the mask (causal items on
+    the diagonal, Skv < BLOCK_N), even with one item per program (benchmarks/results/
+    h200-2026-12-01d.md); the cause is not found, so those calls keep one.
     A persistent causal grid takes the items longest first within groups of heads
     (gluon_sm90._work)."""
     num_work = -(-problem.q_len // (2 * ROWS)) * problem.batch * problem.q_heads
@@ -62,7 +64,7 @@ def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config:
         sm_scale=problem.scale,
         BLOCK_N=config.block_n, HEAD_DIM=problem.head_dim, STAGES=config.num_stages,
         CAUSAL=causal, PINGPONG=config.pingpong,
-        Q_BUFFERS=2 if config.persistent and not causal else 1,
+        Q_BUFFERS=2 if config.persistent and not causal and problem.kv_len >= config.block_n else 1,
         LONGEST_FIRST=config.persistent and causal,
         num_warps=4)
 
