@@ -160,7 +160,7 @@ def meta_problem(head_dim=128, dtype=torch.bfloat16, q_len=4096, kv_len=4096, ma
 
 
 H100 = DEVICES[3][0]
-WS_D128 = K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True)
+WS_D128 = K(128, 128, 4, 2, tma=True, ws=True, pingpong=True)
 WS_D64 = K(128, 256, 4, 2, tma=True, ws=True, persistent=True)
 
 
@@ -199,17 +199,11 @@ def test_tags_pick_rows_in_order_of_precedence():
     assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025), "decode") == ()
     assert problem_tags(meta_problem(128, dtype=torch.float32, q_len=1024, kv_len=1025)) == ()
     assert problem_tags(meta_problem(96, q_len=1024, kv_len=1025)) == ("split",)
-    assert problem_tags(meta_problem(64, **short)) == ("dense", "short")
-    assert problem_tags(meta_problem(96, **short)) == ("short", "split")
-    assert select_config(meta_problem(128, **short), H100) == WS_D128  # dense before short
+    assert problem_tags(meta_problem(64, **short)) == ("short",)
+    assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3, tma=True)
     assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3, tma=True)  # short before split
     assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3, tma=True)
-    assert select_config(meta_problem(64, **short), H100) == WS_D64
-    # A short call whose layout rules descriptors out (a D stride of 2) keeps the "short" row.
-    wide = torch.empty(2, 32, 1000, 256, dtype=torch.bfloat16, device="meta")[..., ::2]
-    narrow = build_problem(wide, wide[:, :8], wide[:, :8], None, True)
-    assert problem_tags(narrow) == ("short",)
-    assert select_config(narrow, H100) == K(64, 64, 4, 3, tma=True)
+    assert select_config(meta_problem(64, **short), H100) == K(128, 64, 4, 3, tma=True, halves=2)
 
 
 def test_amd_configs_carry_amd_options():

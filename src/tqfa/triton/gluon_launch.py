@@ -44,23 +44,19 @@ def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config:
     wrong outputs on the H200 for calls with items whose tiles all take the mask (causal items on
     the diagonal, Skv < BLOCK_N), even with one item per program (benchmarks/results/
     h200-2026-12-01d.md); the cause is not found, so those calls keep one.
-    A persistent causal grid takes the items longest first within groups of heads
-    (gluon_sm90._work)."""
+    A persistent causal grid takes the items longest first (gluon_sm90._work)."""
     num_work = -(-problem.q_len // (2 * ROWS)) * problem.batch * problem.q_heads
     causal = problem.causal is not None
     grid = num_work
     if config.persistent:
         grid = min(grid, probe(problem.device).multiprocessors)
-    num_m = num_work // (problem.batch * problem.q_heads)
-    # gluon_sm90._work's head groups: whole K/V heads, at least one item per program.
-    swizzle = problem.group * -(-grid // (num_m * problem.group))
     return (grid,), dict(
         q_desc=_descriptor(problem.q, strides["q"], ROWS),
         k_desc=_descriptor(problem.k, strides["k"], config.block_n),
         v_desc=_descriptor(problem.v, strides["v"], config.block_n),
         o_desc=_descriptor(out, strides["out"], ROWS), Lse=lse,
         q_heads=problem.q_heads, group=problem.group, q_len=problem.q_len,
-        kv_len=problem.kv_len, causal_offset=problem.causal_offset, num_work=num_work, swizzle=swizzle,
+        kv_len=problem.kv_len, causal_offset=problem.causal_offset, num_work=num_work,
         sm_scale=problem.scale,
         BLOCK_N=config.block_n, HEAD_DIM=problem.head_dim, STAGES=config.num_stages,
         CAUSAL=causal, PINGPONG=config.pingpong,

@@ -41,25 +41,19 @@ _barrier = getattr(gl, "barrier", None) or gl.thread_barrier
 
 
 @gluon.jit
-def _work(w, num_m, num_work, q_heads, swizzle, kv_len, causal_offset, BLOCK_N: gl.constexpr,
+def _work(w, num_m, num_work, q_heads, kv_len, causal_offset, BLOCK_N: gl.constexpr,
           CAUSAL: gl.constexpr, LONGEST_FIRST: gl.constexpr):
     """Work item w: 128 query rows of one (batch, q head); (b, h, bh, first row, K/V tiles).
     Query blocks run fastest, so that the programs running together share K/V in L2, and reversed
-    when causal: each head's longest rows first.
-    LONGEST_FIRST (a persistent causal grid, whose programs take items p, p + G, ...): the heads
-    in groups of `swizzle` (a multiple of the q heads that share a K/V head, at least G items per
-    group), and within a group the longest items first across its heads. With query blocks
-    fastest, a grid that is a multiple of the blocks per head gives each program items of one
-    length (at Sq 512 on 132 SMs, a quarter of the programs get the longest); with the longest
-    first across all heads, the programs running together read every K/V head (at Sq 16k, more
-    than L2 holds)."""
+    when causal: each head's longest rows first. LONGEST_FIRST (a persistent causal grid): query
+    blocks slowest, the longest first across all heads. Its programs take items p, p + G, ...:
+    with query blocks fastest, a grid that is a multiple of the blocks per head would give each
+    program items of one length (at Sq 512 on 132 SMs, a quarter of them the longest). Groups of
+    heads sized for L2 (longest first within a group) lost on the H200 (h200-2026-12-01d.md)."""
     if LONGEST_FIRST:
-        group_items = num_m * swizzle
-        first_head = w // group_items * swizzle
-        heads = gl.minimum(swizzle, num_work // num_m - first_head)
-        rank = w % group_items
-        bh = first_head + rank % heads
-        block = num_m - 1 - rank // heads
+        heads = num_work // num_m
+        bh = w % heads
+        block = num_m - 1 - w // heads
     else:
         bh = w // num_m
         block = w % num_m
@@ -74,14 +68,14 @@ def _work(w, num_m, num_work, q_heads, swizzle, kv_len, causal_offset, BLOCK_N: 
 
 @gluon.jit
 def _producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, kv_ready, kv_empty,
-              num_m, num_work, q_heads, swizzle, group, kv_len, causal_offset, BLOCK_N: gl.constexpr,
+              num_m, num_work, q_heads, group, kv_len, causal_offset, BLOCK_N: gl.constexpr,
               STAGES: gl.constexpr, CAUSAL: gl.constexpr, LONGEST_FIRST: gl.constexpr):
     kv_bytes: gl.constexpr = k_desc.block_type.nbytes + v_desc.block_type.nbytes
     Q_BUFFERS: gl.constexpr = q_smem.shape[0] // 2
     it = 0  # work items of this program so far
     kv = 0  # K/V tiles loaded so far: tile kv goes to slot kv % STAGES
     for w in range(gl.program_id(0), num_work, gl.num_programs(0)):
-        b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, swizzle, kv_len, causal_offset,
+        b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, kv_len, causal_offset,
                                       BLOCK_N, CAUSAL, LONGEST_FIRST)
         # A fresh barrier counts its (never run) previous phase as complete: the first work
         # item, the first pass through the Q buffers and through the ring do not wait.
@@ -170,7 +164,7 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, base, s
 
 @gluon.jit
 def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready, kv_empty,
-              turn, num_m, num_work, q_heads, swizzle, q_len, kv_len, causal_offset, qk_scale,
+              turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset, qk_scale,
               WHICH: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
               STAGES: gl.constexpr, CAUSAL: gl.constexpr, PINGPONG: gl.constexpr,
               LONGEST_FIRST: gl.constexpr):
@@ -183,7 +177,7 @@ def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_
     it = 0
     kv = 0
     for w in range(gl.program_id(0), num_work, gl.num_programs(0)):
-        b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, swizzle, kv_len, causal_offset,
+        b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, kv_len, causal_offset,
                                       BLOCK_N, CAUSAL, LONGEST_FIRST)
         row0 = m0 + WHICH * 64
         rows = row0 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
@@ -227,7 +221,7 @@ def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_
 
 @gluon.jit(do_not_specialize=["q_len", "kv_len", "causal_offset"])
 def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group, q_len, kv_len,
-                            causal_offset, num_work, swizzle, sm_scale, BLOCK_N: gl.constexpr,
+                            causal_offset, num_work, sm_scale, BLOCK_N: gl.constexpr,
                             HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                             PINGPONG: gl.constexpr, Q_BUFFERS: gl.constexpr,
                             LONGEST_FIRST: gl.constexpr):
@@ -262,12 +256,12 @@ def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group,
     qk_scale = sm_scale * 1.4426950408889634
     gl.warp_specialize([
         (_consumer, (o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
-                     kv_empty, turn, num_m, num_work, q_heads, swizzle, q_len, kv_len, causal_offset,
+                     kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset,
                      qk_scale, 0, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)),
         (_consumer, (o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
-                     kv_empty, turn, num_m, num_work, q_heads, swizzle, q_len, kv_len, causal_offset,
+                     kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset,
                      qk_scale, 1, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)),
         (_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
-                     kv_empty, num_m, num_work, q_heads, swizzle, group, kv_len, causal_offset, BLOCK_N,
+                     kv_empty, num_m, num_work, q_heads, group, kv_len, causal_offset, BLOCK_N,
                      STAGES, CAUSAL, LONGEST_FIRST)),
     ], [4, 1], [240, 24])

@@ -16,7 +16,7 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   437-464 at 4k, 508-529 against 505-533 at 16k): the default since tiles.md run 2. It spills 24
   bytes (40 causal) under Triton 3.6, in the timed runs too; without descriptors (a layout TMA
   cannot read) it runs at 477-481 non-causal, where 128x128 w8 s3 ran at 476.
-- "dense" (16-bit, d64 or d128, no mask, layouts TMA reads; short calls too): gluon_sm90.py's
+- "dense" (16-bit, d64 or d128, no mask, layouts TMA reads, not "short"): gluon_sm90.py's
   warp-specialised kernel (h200-2026-12-01c.md), a producer warp and two consumer warpgroups of
   64 rows. d128: the warpgroups take turns to issue their products (128x128 w4 s2 ws pp): 569
   against 516 for kernel.py's 128x64 w4 s2 TMA h2 (527 as a variant) non-causal and 493 against
@@ -29,13 +29,15 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   items since (one per program unless persistent): the 256-key tile spills 24 bytes under
   Triton 3.6 (8 under 3.9) and ran at 423 with the turns, 441 persistent with them, 457
   persistent without (run 4): the default (449 against cuDNN's 440 in run 5).
-  Persistent programs since keep two Q buffers when not causal and, causal, take the longest
-  items first within groups of heads (gluon_launch.ws_arguments; h200-2026-12-01d.md, run 4):
-  d128 persistent with turns 566 against 560 non-causal, 510 against 491 causal at 4k, 556
-  against 566 at 16k before the head groups; on short rows 497 against 371 for kernel.py's 64x64
-  at q512 (cuDNN 504), 532 against 423 at q1024 (556), causal 265 against 266 at q512 and 377
-  against 353 at q1024. d64 at q1024: 415 against 373 non-causal (cuDNN 408), causal 234
-  against 248 (a loss kept: "dense" goes before "short", one row per head dim).
+  Persistent programs since keep two Q buffers when no item's tiles all take the mask (the d64
+  default's non-causal calls) and, causal, take the longest items first across all heads
+  (gluon_launch.ws_arguments; h200-2026-12-01d.md). d128 persistent with turns against the
+  default: 566-568 against 560-563 non-causal at 4k (runs 4, 5), 510 against 491 causal at 4k
+  and 556 against 566 at 16k (run 4); with the longest first within head groups sized for L2,
+  459 against 498 and 565 against 589 (run 5). Not the default: one run for, one against. On
+  the short rows it gains in GPU time (497 against 371-391 for kernel.py's 64x64 at q512, 532-545
+  against 423-464 at q1024, causal 265 against 266 and 377 against 353), but its launch costs
+  207 us of host time against kernel.py's 69 on a short call (run 6): short calls keep kernel.py.
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
@@ -93,7 +95,7 @@ PREFILL = Tuning(
         (64, 2, "dense"): K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 64, 4, 2, tma=True, halves=2),
-        (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True),
+        (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
         (128, 2, "keymask"): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "masked"): K(128, 64, 8, 3, tma=True),
         (128, 2, "short"): K(64, 64, 4, 3, tma=True),
@@ -105,8 +107,7 @@ PREFILL = Tuning(
     space=(
         K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
         K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3, tma=True), K(128, 64, 8, 3),
-        K(128, 64, 4, 2, tma=True, halves=2),
-        K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True),
+        K(128, 64, 4, 2, tma=True, halves=2), K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
         K(64, 64, 4, 3, tma=True), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
     ),
     keep=keep,
