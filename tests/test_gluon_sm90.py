@@ -101,6 +101,21 @@ def test_ws_configuration_rules():
                                   '"num_stages": 2, "tma": true, "ws": true}') == WS[0]
 
 
+def test_descriptor_layouts_are_the_default_for_their_block():
+    # gluon_launch caches the shared-memory layout per (rows, head dim, dtype): each descriptor
+    # still gets the layout Gluon picks for its block and dtype.
+    from triton.experimental.gluon import language as gl
+
+    from tqfa.triton import gluon_launch
+
+    for dtype, gl_dtype in ((torch.bfloat16, gl.bfloat16), (torch.float16, gl.float16)):
+        for rows, head_dim in ((64, 128), (128, 128), (64, 64), (256, 64)):
+            t = torch.empty(2, 4, 300, head_dim, dtype=dtype)
+            desc = gluon_launch._descriptor(t, t.stride(), rows)
+            assert desc.block_shape == [1, 1, rows, head_dim]
+            assert desc.layout == gl.NVMMASharedLayout.get_default_for([1, 1, rows, head_dim], gl_dtype)
+
+
 def _compile_sm90(config: KernelConfig, head_dim: int, causal: bool = True) -> None:
     """Compile the ws kernel for sm90 as `python -m tqfa compile-check` does (its causal meta
     problem, or that problem without is_causal); prints what the test checks as JSON. Run in a
