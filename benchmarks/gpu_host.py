@@ -8,7 +8,8 @@ tree of tqfa imported under another package name, all timed in one process in in
 
 Calls whose GPU time is a few microseconds (so the GPU queue never fills and blocks), no grad,
 as in inference: the plain causal prefill call and with HF's causal-and-padding bool mask (B4 Hq8
-Hkv2 S333 D128 bf16, q/k/v as views of [B, S, H, D] projections), and two decode steps (one query,
+Hkv2 S333 D128 bf16, q/k/v as views of [B, S, H, D] projections), a causal prefill call just past
+the short calls (B1 Hq2 Hkv1 S1100: the Gluon kernel's launch on sm90), two decode steps (one query,
 bottom-right causal), and one token of a decode loop: 32 layers' calls with one key more than the
 last token's (a prepared launch serves one layout: the first layer of a token prepares anew).
 Timed by providers.host_microseconds: seven interleaved rounds of 200 calls of every entry after
@@ -49,6 +50,9 @@ def _inputs(device: str) -> dict:
     mask = (torch.ones(s, s, dtype=torch.bool, device=device).tril()[None] & keep[:, None, :])[:, None]
     inputs = {"prefill, is_causal": (q, k, v, None, dict(is_causal=True)),
               "prefill, HF mask": (q, k, v, mask, {})}
+    # Past SHORT_LENGTH: on sm90 the Gluon kernel's launch (gluon_launch), a few us of GPU time.
+    dense = bshd(1, 1100, 2, 128), bshd(1, 1100, 1, 128), bshd(1, 1100, 1, 128)
+    inputs["prefill S1100 (sm90: ws kernel), is_causal"] = (*dense, None, dict(is_causal=True))
     for batch, keys in ((1, 4096), (8, 8192)):
         dq = torch.randn(batch, 32, 1, 128, device=device, dtype=torch.bfloat16, generator=gen)
         dk, dv = (torch.randn(batch, 8, keys, 128, device=device, dtype=torch.bfloat16, generator=gen)
