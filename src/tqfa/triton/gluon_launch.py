@@ -47,9 +47,12 @@ def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config:
     A persistent program keeps two Q buffers where every work item has a tile without the mask
     (not causal, Skv >= BLOCK_N): with one, an item's Q waits for the last QK products of the item
     before (at Sq 512 an item has 4 tiles of 128 keys). Two buffers gave illegal addresses or
-    wrong outputs on the H200 for calls with items whose tiles all take the mask (causal items on
-    the diagonal, Skv < BLOCK_N), even with one item per program (benchmarks/results/
-    h200-2026-12-01d.md); the cause is not found, so those calls keep one.
+    wrong outputs on the H200 (triton 3.6) for calls with items whose tiles all take the mask
+    (causal items on the diagonal, Skv < BLOCK_N), even with one item per program (benchmarks/
+    results/h200-2026-12-01d.md). In that SASS (triton 3.6's ptxas 12.8) the masked loop's QK
+    products read the Q descriptors of k-steps 1-7 from registers set in the preheader of the
+    unmasked loop, which such an item skips; the PTX computes them in the masked loop's own
+    preheader too. With one buffer they are the same for every item and set before the item loop.
     A persistent causal grid takes the items longest first (gluon_sm90._work)."""
     num_work = -(-problem.q_len // (2 * ROWS)) * problem.batch * problem.q_heads
     causal = problem.causal is not None
