@@ -23,12 +23,9 @@ import sys
 import torch
 import triton
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
-
-from tqfa.problem import build_problem  # noqa: E402
-from tqfa.triton import compile_check  # noqa: E402
-from tqfa.triton.tuning import KernelConfig  # noqa: E402
+from tqfa.problem import build_problem
+from tqfa.triton import compile_check
+from tqfa.triton.tuning import KernelConfig
 
 K = KernelConfig
 PP_PERS = K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True)

@@ -157,3 +157,48 @@ def test_ws_kernel_compiles_for_sm90(index, head_dim, causal):
     assert report["shared"] <= 232448
     # 256 keys at d64 spill (24 bytes under Triton 3.6, 8 under 3.9); no other tile does.
     assert report["spills"] <= (24 if WS[index].block_n == 256 else 0)
+
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+# SASS as cuobjdump prints it: UR4 is written after a branch that can skip the write, and a wgmma
+# past the join reads it; UR8 is written before the branch.
+_SKIPPED_WRITE = """
+        /*0000*/                   UMOV UR8, 0x1 ;
+        /*0010*/              @!P0 BRA 0x0030 ;
+        /*0020*/                   UMOV UR4, UR8 ;
+        /*0030*/                   HGMMA.64x128x16.F32.BF16 R24, gdesc[UR{}], RZ, !UPT ;
+        /*0040*/                   EXIT ;
+"""
+
+
+def test_sass_check_finds_a_descriptor_written_on_one_path_only():
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import ws_sass_check
+    finally:
+        sys.path.remove(BENCHMARKS)
+    count, bad = ws_sass_check.unset_reads(_SKIPPED_WRITE.format(4))
+    assert count == 1 and len(bad) == 1 and "UR[4, 5, 6, 7]" in bad[0]
+    # UR8 is set on both paths, UR9-11 on neither: only those are reported.
+    count, bad = ws_sass_check.unset_reads(_SKIPPED_WRITE.format(8))
+    assert count == 1 and len(bad) == 1 and "UR[9, 10, 11]" in bad[0]
+
+
+def test_ws_kernel_with_one_q_buffer_reads_descriptors_set_on_every_path():
+    # Items whose unmasked tile loop runs zero times get one Q buffer (gluon_launch.ws_arguments):
+    # with one, every wgmma's descriptors must be written on every path to it. With two, triton
+    # 3.6's ptxas wrote some only in the unmasked loop's preheader (h200-2026-12-01d.md).
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(tqfa.__file__)),
+                                         env.get("PYTHONPATH", "")])
+    code = ("import json, ws_sass_check as w\n"
+            "print(json.dumps([w.unset_reads(w.sass(config, d, causal, buffers))\n"
+            "                  for _, d, causal, config, buffers in w.CASES if buffers == 1]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=BENCHMARKS, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(results) == 2
+    for count, bad in results:
+        assert count >= 64 and bad == []
+
