@@ -118,9 +118,8 @@ def test_descriptor_layouts_are_the_default_for_their_block():
 
 def _compile_sm90(config: KernelConfig, head_dim: int, causal: bool = True) -> None:
     """Compile the ws kernel for sm90 as `python -m tqfa compile-check` does (its causal meta
-    problem, or that problem without is_causal); prints what the test checks as JSON. Run in a
-    process without TRITON_INTERPRET: Gluon's library functions are interpreted functions in a
-    process that imported Gluon with it set."""
+    problem, or that problem without is_causal); prints what the test checks as JSON. Runs in a
+    child process (_last_json_line)."""
     from tqfa.triton import compile_check
     from tqfa.triton.gluon_sm90 import attention_fwd_ws_kernel
 
@@ -136,20 +135,27 @@ def _compile_sm90(config: KernelConfig, head_dim: int, causal: bool = True) -> N
                       "spills": compile_check.resources(compiled, "sm90")[1]}))
 
 
+def _last_json_line(code: str, cwd: str):
+    """Run `code` in a Python process without TRITON_INTERPRET (Gluon's library functions are
+    interpreted functions in a process that imported Gluon with it set) and parse the last line
+    it prints as JSON."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    # The child imports tqfa from where this process did (PYTHONPATH may be relative).
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(tqfa.__file__)),
+                                         env.get("PYTHONPATH", "")])
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=cwd, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 # Persistent and not causal: two Q buffers (229736 bytes of shared memory at d128).
 @pytest.mark.parametrize("index, head_dim, causal", [
     (0, 128, True), (1, 128, True), (2, 64, True), (3, 64, True), (4, 128, True), (4, 128, False),
     (5, 128, True), (6, 64, False)])
 def test_ws_kernel_compiles_for_sm90(index, head_dim, causal):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    # The child imports tqfa from where this process did (PYTHONPATH may be relative).
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(tqfa.__file__)),
-                                         env.get("PYTHONPATH", "")])
     code = f"import test_gluon_sm90 as t; t._compile_sm90(t.WS[{index}], {head_dim}, {causal})"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(__file__), timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads(run.stdout.strip().splitlines()[-1])
+    report = _last_json_line(code, os.path.dirname(__file__))
     # Two consumer warpgroups, each issuing its QK and PV products as wgmma; a producer warp
     # that drops its registers (setmaxnreg); TMA copies in and out; within sm90's shared memory.
     assert report["wgmma"] >= 2 * head_dim // 16
@@ -188,17 +194,10 @@ def test_ws_kernel_with_one_q_buffer_reads_descriptors_set_on_every_path():
     # Items whose unmasked tile loop runs zero times get one Q buffer (gluon_launch.ws_arguments):
     # with one, every wgmma's descriptors must be written on every path to it. With two, triton
     # 3.6's ptxas wrote some only in the unmasked loop's preheader (h200-2026-12-01d.md).
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(tqfa.__file__)),
-                                         env.get("PYTHONPATH", "")])
     code = ("import json, ws_sass_check as w\n"
             "print(json.dumps([w.unset_reads(w.sass(config, d, causal, buffers))\n"
             "                  for _, d, causal, config, buffers in w.CASES if buffers == 1]))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=BENCHMARKS, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(run.stdout.strip().splitlines()[-1])
+    results = _last_json_line(code, BENCHMARKS)
     assert len(results) == 2
     for count, bad in results:
         assert count >= 64 and bad == []
-
