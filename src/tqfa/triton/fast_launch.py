@@ -13,7 +13,8 @@ a GPU that each launch runs the variant Triton itself selects):
 - a tensor: its dtype and whether data_ptr() is a multiple of 16;
 - an int: int32 or int64 by range and, unless the parameter is do_not_specialize, whether it
   is 1 and whether it is a multiple of 16;
-- a float, a bool or None: its type; a tensor descriptor: dtype and block shape;
+- a float, a bool or None: its type; a tensor descriptor: dtype and block shape (and a Gluon
+  one's shared-memory layout);
 - constexprs and launch options (num_warps, ...): their values; Triton's debug and
   instrumentation knobs too.
 Launch hooks (profilers) still run: `CompiledKernel[grid]` passes them on as Triton's launch
@@ -81,15 +82,23 @@ def _triton_in(versions: tuple[Version, Version]) -> bool:
 
 class HostDescriptor(NamedTuple):
     """A host-side tensor descriptor: the fields of triton.tools.tensor_descriptor's
-    TensorDescriptor, without its checks (the caller makes them, tma_layout.tma_strides)."""
+    TensorDescriptor, without its checks (the caller makes them, tma_layout.tma_strides). With a
+    shared-memory layout, one of Gluon's (gluon.nvidia.hopper.TensorDescriptor), for a Gluon
+    kernel: Triton specialises those on the layout too."""
 
     base: torch.Tensor
     shape: tuple[int, ...]
     strides: tuple[int, ...]
     block_shape: tuple[int, ...]
     padding: str = "zero"
+    layout: object = None  # a Gluon NVMMASharedLayout (frozen, hashable)
 
     def triton(self):
+        if self.layout is not None:
+            from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
+
+            return GluonDescriptor(self.base, list(self.shape), list(self.strides),
+                                   list(self.block_shape), self.layout, self.padding)
         return TensorDescriptor(self.base, list(self.shape), list(self.strides),
                                 list(self.block_shape), self.padding)
 
@@ -188,7 +197,7 @@ class Launcher:
         return (launch_environment(), options, types, self._constexprs(values),
                 tuple(map(_MOD16, specialised)), tuple(map(_IS_ONE, specialised)),
                 tuple([(t.dtype, t.data_ptr() % 16 == 0) for t in layout.tensors(runtime)]),
-                tuple([(d.base.dtype, tuple(d.block_shape), d.padding)
+                tuple([(d.base.dtype, tuple(d.block_shape), d.padding, d.layout)
                        for d in layout.descriptors(runtime)])), layout
 
     def _layout(self, types: tuple[type, ...]) -> _Layout | None:
@@ -259,9 +268,7 @@ class PreparedLaunch:
         for i, name in self.pointers.items():
             values[i] = tensors[name].data_ptr()
         for i, name in self.described.items():
-            prepared = values[i]
-            values[i] = HostDescriptor(tensors[name], prepared.shape, prepared.strides,
-                                       prepared.block_shape, prepared.padding)
+            values[i] = HostDescriptor(tensors[name], *values[i][1:])
         self.launch(self.grid, values)
         return True
 
