@@ -11,6 +11,8 @@ or undefined descriptors: wrong outputs and illegal addresses on the H200
 basic blocks: a uniform register counts as set at an instruction when every path from the
 kernel's entry writes it first. Reading SASS by pattern is a heuristic: it knows the
 instructions this kernel uses (a destination is the first operand; `.64` writes two registers).
+The kernel keeps one copy of its item loop per Q buffer since (static buffer indices): this
+check finds every case clean under triton 3.6 and 3.9 (h200-2026-12-01e.md).
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ from tqfa.triton.tuning import KernelConfig
 
 K = KernelConfig
 PP_PERS = K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True)
-# (label, head dim, causal, configuration, Q buffers): the launcher's choices and the one it
-# refuses (two buffers with causal items on the diagonal).
+# (label, head dim, causal, configuration, Q buffers): the launcher's choices (gluon_launch).
 CASES = [
-    ("d128 ws pp, causal (the default)", 128, True, K(128, 128, 4, 2, tma=True, ws=True, pingpong=True), 1),
-    ("d128 ws pp pers, causal", 128, True, PP_PERS, 1),
-    ("d128 ws pp pers, not causal", 128, False, PP_PERS, 2),
+    ("d128 ws pp pers, causal (the default)", 128, True, PP_PERS, 2),
+    ("d128 ws pp pers, not causal (the default)", 128, False, PP_PERS, 2),
+    ("d128 ws pp, causal (one item per program)", 128, True,
+     K(128, 128, 4, 2, tma=True, ws=True, pingpong=True), 1),
     ("d64 ws pers 256 keys, not causal (the default)", 64, False,
      K(128, 256, 4, 2, tma=True, ws=True, persistent=True), 2),
-    ("d128 ws pp pers, causal, two buffers (refused)", 128, True, PP_PERS, 2),
+    ("d64 ws pers 256 keys, causal", 64, True, K(128, 256, 4, 2, tma=True, ws=True, persistent=True), 2),
 ]
 _BRANCH = re.compile(r"\bBRA (?:`\(\.L_x_\d+\) )?0x([0-9a-f]+)")
 _NO_DESTINATION = ("HGMMA", "BRA", "SYNCS", "UTMA", "BAR", "WARPGROUP", "ST", "EXIT", "RET", "CALL",

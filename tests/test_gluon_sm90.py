@@ -18,6 +18,8 @@ import zlib
 
 import pytest
 import torch
+import triton
+from packaging.version import Version
 
 import tqfa
 from test_triton_kernel import DEVICE, _check, _poisoned_run, needs_kernel
@@ -112,7 +114,7 @@ def test_descriptor_layouts_are_the_default_for_their_block():
         for rows, head_dim in ((64, 128), (128, 128), (64, 64), (256, 64)):
             t = torch.empty(2, 4, 300, head_dim, dtype=dtype)
             desc = gluon_launch._descriptor(t, t.stride(), rows)
-            assert desc.block_shape == [1, 1, rows, head_dim]
+            assert desc.block_shape == (1, 1, rows, head_dim)
             assert desc.layout == gl.NVMMASharedLayout.get_default_for([1, 1, rows, head_dim], gl_dtype)
 
 
@@ -149,10 +151,10 @@ def _last_json_line(code: str, cwd: str):
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-# Persistent and not causal: two Q buffers (229736 bytes of shared memory at d128).
+# Persistent: two Q buffers (229736 bytes of shared memory at d128).
 @pytest.mark.parametrize("index, head_dim, causal", [
     (0, 128, True), (1, 128, True), (2, 64, True), (3, 64, True), (4, 128, True), (4, 128, False),
-    (5, 128, True), (6, 64, False)])
+    (5, 128, True), (6, 64, False), (6, 64, True)])
 def test_ws_kernel_compiles_for_sm90(index, head_dim, causal):
     code = f"import test_gluon_sm90 as t; t._compile_sm90(t.WS[{index}], {head_dim}, {causal})"
     report = _last_json_line(code, os.path.dirname(__file__))
@@ -161,8 +163,16 @@ def test_ws_kernel_compiles_for_sm90(index, head_dim, causal):
     assert report["wgmma"] >= 2 * head_dim // 16
     assert report["setmaxnreg"] and report["tma"]
     assert report["shared"] <= 232448
-    # 256 keys at d64 spill (24 bytes under Triton 3.6, 8 under 3.9); no other tile does.
-    assert report["spills"] <= (24 if WS[index].block_n == 256 else 0)
+    # Spills (bytes), as measured. One Q buffer: 256 keys at d64 spill 24 under triton 3.6 and 8
+    # under 3.9, no other tile does. Two (persistent: one copy of the item loop per buffer): 8-16
+    # under triton 3.6; 56-72 at d128 and 192-216 at d64 under 3.9.
+    if not WS[index].persistent:
+        limit = 24 if WS[index].block_n == 256 else 0
+    elif Version(triton.__version__) < Version("3.7"):
+        limit = 16
+    else:
+        limit = 72 if head_dim == 128 else 216
+    assert report["spills"] <= limit
 
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
@@ -190,14 +200,15 @@ def test_sass_check_finds_a_descriptor_written_on_one_path_only():
     assert count == 1 and len(bad) == 1 and "UR[9, 10, 11]" in bad[0]
 
 
-def test_ws_kernel_with_one_q_buffer_reads_descriptors_set_on_every_path():
-    # Items whose unmasked tile loop runs zero times get one Q buffer (gluon_launch.ws_arguments):
-    # with one, every wgmma's descriptors must be written on every path to it. With two, triton
-    # 3.6's ptxas wrote some only in the unmasked loop's preheader (h200-2026-12-01d.md).
+def test_ws_kernels_read_descriptors_set_on_every_path():
+    # Every wgmma's descriptors must be written on every path to it, in each kernel the launcher
+    # picks (ws_sass_check.CASES), two Q buffers with causal items on the diagonal among them:
+    # with the buffer index computed at run time, triton 3.6's ptxas wrote some only in the
+    # unmasked loop's preheader (h200-2026-12-01d.md).
     code = ("import json, ws_sass_check as w\n"
-            "print(json.dumps([w.unset_reads(w.sass(config, d, causal, buffers))\n"
-            "                  for _, d, causal, config, buffers in w.CASES if buffers == 1]))")
+            "print(json.dumps([(buffers, w.unset_reads(w.sass(config, d, causal, buffers)))\n"
+            "                  for _, d, causal, config, buffers in w.CASES]))")
     results = _last_json_line(code, BENCHMARKS)
-    assert len(results) == 2
-    for count, bad in results:
-        assert count >= 64 and bad == []
+    assert sorted(buffers for buffers, _ in results) == [1, 2, 2, 2, 2]
+    for buffers, (count, bad) in results:
+        assert count >= 64 * buffers and bad == []

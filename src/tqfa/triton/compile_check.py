@@ -12,7 +12,9 @@ Variants: "plain" (causal, no mask), "masked" (also an additive [B, 1, Sq, Skv] 
 input dtype, HF's 4-D mask: the heaviest tile set), "split" (a head dim of three quarters of the
 bucket, which the kernel computes as two parts: 48, 96, 192), "short" (1024 queries and keys;
 only where a table has a "short" row, since the kernel is the plain one) and "keymask" (a
-key-padding mask [B, 1, 1, Skv] in the input dtype; only where a table has a "keymask" row).
+key-padding mask [B, 1, 1, Skv] in the input dtype; only where a table has a "keymask" row)
+and "dense" (not causal; only where a table has a "dense" row, since "plain" takes its
+"dense-causal" row where there is one).
 The decode kind compiles its split kernel for the first max_q_len queries of that problem: its
 largest packed row block.
 
@@ -43,7 +45,7 @@ from multiprocessing import get_context
 from .tuning import FAMILIES, Family, candidates, default_config, target_for_arch
 
 DTYPES = ("fp16", "bf16", "fp32")
-VARIANTS = ("plain", "masked", "split", "short", "keymask")
+VARIANTS = ("plain", "masked", "split", "short", "keymask", "dense")
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def jobs(families: list[Family], quick: bool) -> list[Job]:
                         skip = quick and not _in_quick_set(dtype, bucket, variant)
                         if (dtype == "fp32") != (elt == 4) or skip:
                             continue
-                        if variant in ("short", "keymask") and (bucket, elt, variant) not in tuning.defaults:
+                        if variant in ("short", "keymask", "dense") and (
+                                bucket, elt, variant) not in tuning.defaults:
                             continue
                         head_dim = bucket * 3 // 4 if variant == "split" else bucket
                         problem = meta_problem(head_dim, dtype, variant)
@@ -129,7 +132,7 @@ def specialise(fn, kwargs: dict):
         name, value = param.name, kwargs[param.name]
         if param.is_constexpr or value is None:
             signature[name], constexprs[name] = "constexpr", value
-        elif type(value).__module__.startswith("triton.experimental.gluon"):  # its descriptor
+        elif isinstance(value, HostDescriptor) and value.layout is not None:  # a Gluon one
             block = ", ".join(map(str, value.block_shape))
             signature[name] = f"tensordesc<{_triton_type(value.base.dtype)}[{block}],{value.layout!r}>"
         elif isinstance(value, descriptors):
@@ -161,7 +164,7 @@ def meta_problem(head_dim: int, dtype_name: str, variant: str):
     k = v = torch.empty(b, hkv, s, head_dim, dtype=dtype, device="meta")
     rows = {"masked": s, "keymask": 1}.get(variant)
     mask = None if rows is None else torch.empty(b, 1, rows, s, dtype=dtype, device="meta")
-    return build_problem(q, k, v, mask, is_causal=True, causal_alignment="bottom_right")
+    return build_problem(q, k, v, mask, is_causal=variant != "dense", causal_alignment="bottom_right")
 
 
 def _prefill_launch(config, problem):

@@ -1,6 +1,10 @@
 """Launch of gluon_sm90.py's warp-specialised kernel (KernelConfig.ws): which calls it serves,
 its tensor descriptors and grid. launch.attention_forward routes a ws configuration here when
-`ws_strides` finds the call served and to kernel.py's kernel (KernelConfig.without_ws) when not."""
+`ws_strides` finds the call served and to kernel.py's kernel (KernelConfig.without_ws) when not.
+
+A layout seen before launches through fast_launch's prepared launch, as kernel.py's calls do:
+Triton's binder and the building of the descriptors and layouts cost the short calls' host 207
+us against kernel.py's 69 on the H200 (benchmarks/results/h200-2026-12-01d.md, run 6)."""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ import functools
 
 import torch
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from ..device import probe
 from ..problem import Problem
+from .fast_launch import HostDescriptor, Launcher, PreparedLaunches, tensor_traits
 from .gluon_sm90 import attention_fwd_ws_kernel
 from .tma_layout import tma_strides
 from .tuning import KernelConfig, serves_dense
@@ -36,24 +40,18 @@ def _shared_layout(rows: int, head_dim: int, dtype: torch.dtype) -> gl.NVMMAShar
     return gl.NVMMASharedLayout.get_default_for([1, 1, rows, head_dim], _GL_DTYPES[dtype])
 
 
-def _descriptor(t: torch.Tensor, strides: tuple[int, ...], rows: int) -> TensorDescriptor:
-    layout = _shared_layout(rows, t.shape[3], t.dtype)
-    return TensorDescriptor(t, list(t.shape), list(strides), [1, 1, rows, t.shape[3]], layout)
+def _descriptor(t: torch.Tensor, strides: tuple[int, ...], rows: int) -> HostDescriptor:
+    head_dim = t.shape[3]
+    return HostDescriptor(t, t.shape, strides, (1, 1, rows, head_dim),
+                          layout=_shared_layout(rows, head_dim, t.dtype))
 
 
 def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config: KernelConfig,
                  strides: dict[str, tuple[int, ...]]) -> tuple[tuple[int], dict]:
     """(grid, keyword arguments) of the launch; strides: ws_strides's (not None).
-    A persistent program keeps two Q buffers where every work item has a tile without the mask
-    (not causal, Skv >= BLOCK_N): with one, an item's Q waits for the last QK products of the item
-    before (at Sq 512 an item has 4 tiles of 128 keys). Two buffers gave illegal addresses or
-    wrong outputs on the H200 (triton 3.6) for calls with items whose tiles all take the mask
-    (causal items on the diagonal, Skv < BLOCK_N), even with one item per program (benchmarks/
-    results/h200-2026-12-01d.md). In that SASS (triton 3.6's ptxas 12.8) the masked loop's QK
-    products read the Q descriptors of k-steps 1-7 from registers set in the preheader of the
-    unmasked loop, which such an item skips; the PTX computes them in the masked loop's own
-    preheader too. With one buffer they are the same for every item and set before the item loop.
-    A persistent causal grid takes the items longest first (gluon_sm90._work)."""
+    A persistent program keeps two Q buffers: with one, an item's Q waits for the last QK
+    products of the item before (at Sq 512 an item has 4 tiles of 128 keys). A persistent causal
+    grid takes the items longest first (gluon_sm90._work)."""
     num_work = -(-problem.q_len // (2 * ROWS)) * problem.batch * problem.q_heads
     causal = problem.causal is not None
     grid = num_work
@@ -69,13 +67,29 @@ def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config:
         sm_scale=problem.scale,
         BLOCK_N=config.block_n, HEAD_DIM=problem.head_dim, STAGES=config.num_stages,
         CAUSAL=causal, PINGPONG=config.pingpong,
-        Q_BUFFERS=2 if config.persistent and not causal and problem.kv_len >= config.block_n else 1,
+        Q_BUFFERS=2 if config.persistent else 1,
         LONGEST_FIRST=config.persistent and causal,
         num_warps=4)
+
+
+launch_ws = Launcher(attention_fwd_ws_kernel)
+# The tensor each descriptor parameter describes, by its name in attention_forward_ws's tensors.
+_DESCRIBED = dict(q_desc="Q", k_desc="K", v_desc="V", o_desc="Out")
+_prepared = PreparedLaunches(launch_ws, _DESCRIBED)
+
+
+def plan_key(problem: Problem, tensors: dict[str, torch.Tensor], config: KernelConfig) -> tuple:
+    """Everything ws_arguments' result depends on besides the tensors themselves (shapes,
+    strides, the problem's options, the device's multiprocessors), and what the launcher's key
+    holds of them: calls with equal keys differ in their tensors only."""
+    q, k, v, out = problem.q, problem.k, problem.v, tensors["Out"]
+    return (config, problem.causal, problem.scale, q.device, q.shape, q.stride(), k.shape,
+            k.stride(), v.shape, v.stride(), out.shape, out.stride(), tensor_traits(tensors))
 
 
 def attention_forward_ws(problem: Problem, out: torch.Tensor, lse: torch.Tensor,
                          config: KernelConfig, strides: dict[str, tuple[int, ...]]) -> None:
     """Write out and lse (as launch.attention_forward) with the ws kernel; strides: ws_strides's."""
-    grid, kwargs = ws_arguments(problem, out, lse, config, strides)
-    attention_fwd_ws_kernel[grid](**kwargs)
+    tensors = dict(Q=problem.q, K=problem.k, V=problem.v, Out=out, Lse=lse)
+    _prepared(plan_key(problem, tensors, config), tensors,
+              lambda: ws_arguments(problem, out, lse, config, strides))

@@ -49,8 +49,15 @@ def _work(w, num_m, num_work, q_heads, kv_len, causal_offset, BLOCK_N: gl.conste
     blocks slowest, the longest first across all heads. Its programs take items p, p + G, ...:
     with query blocks fastest, a grid that is a multiple of the blocks per head would give each
     program items of one length (at Sq 512 on 132 SMs, a quarter of them the longest). Groups of
-    heads sized for L2 (longest first within a group) lost on the H200 (h200-2026-12-01d.md)."""
+    heads sized for L2 (longest first within a group) lost on the H200 (h200-2026-12-01d.md).
+    Each round of G items runs in the other direction from the round before (a snake): taken in
+    one direction, program 0 would get the longest item of every round (at 16k, B1 Hq32: about
+    4 tiles more per round than program G - 1, 3% of the call)."""
     if LONGEST_FIRST:
+        g = gl.num_programs(0)
+        start = w - w % g
+        if (w // g) % 2 == 1:
+            w = start + gl.minimum(num_work - start, g) - 1 - w % g
         heads = num_work // num_m
         bh = w % heads
         block = num_m - 1 - w // heads
@@ -163,6 +170,54 @@ def _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, base, s
 
 
 @gluon.jit
+def _item(w, q, ready, empty, phase, kv, o_desc, Lse, o_tile, k_smem, v_smem, kv_ready, kv_empty,
+          turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset, qk_scale,
+          s_layout: gl.constexpr, o_layout: gl.constexpr,
+          WHICH: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+          STAGES: gl.constexpr, CAUSAL: gl.constexpr, PINGPONG: gl.constexpr,
+          LONGEST_FIRST: gl.constexpr):
+    """Work item w for consumer WHICH, whose Q rows are `q` (a buffer that the barriers `ready`
+    and `empty` guard, `ready` in phase `phase`); kv: the K/V tiles taken before it. Returns kv
+    after its tiles."""
+    b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, kv_len, causal_offset,
+                                  BLOCK_N, CAUSAL, LONGEST_FIRST)
+    row0 = m0 + WHICH * 64
+    rows = row0 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
+    # Tiles [0, n_plain) need no mask for any row of this consumer: they end at or before Skv
+    # and, causal, before the first row's limit. Tiles [n_plain, n_tiles) get the mask.
+    n_plain = kv_len // BLOCK_N
+    key_limit = gl.full([64], 0, gl.int32, gl.SliceLayout(1, s_layout)) + kv_len
+    if CAUSAL:
+        n_plain = gl.minimum(n_plain, gl.maximum(row0 + causal_offset + 1, 0) // BLOCK_N)
+        key_limit = gl.minimum(key_limit, rows + causal_offset + 1)
+    n_plain = gl.minimum(n_plain, n_tiles)
+    m_i = gl.full([64], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
+    l_i = gl.zeros([64], gl.float32, gl.SliceLayout(1, s_layout))
+    acc = gl.zeros([64, HEAD_DIM], gl.float32, o_layout)
+    mbarrier.wait(ready, phase)
+    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
+                             0, n_plain, key_limit, qk_scale, s_layout, o_layout,
+                             BLOCK_N, HEAD_DIM, STAGES, False, WHICH, PINGPONG)
+    acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
+                             n_plain, n_tiles, key_limit, qk_scale, s_layout, o_layout,
+                             BLOCK_N, HEAD_DIM, STAGES, True, WHICH, PINGPONG)
+    # Every QK product of this item has been waited on: the producer may reuse its Q buffer.
+    mbarrier.arrive(empty, count=1)
+    seen = l_i > 0.0
+    l_safe = gl.where(seen, l_i, 1.0)
+    lse = gl.where(seen, (m_i + gl.log2(l_safe)) * 0.6931471805599453, float("-inf"))
+    gl.store(Lse + bh.to(gl.int64) * q_len + rows, lse, mask=rows < q_len)
+    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
+    out = (acc / gl.convert_layout(l_safe, o_rows)[:, None]).to(o_tile.dtype)
+    tma.store_wait(0)  # the last item's output has left o_tile (its copy ran under this item)
+    _barrier()
+    o_tile.reshape([64, HEAD_DIM]).store(out)
+    fence_async_shared()
+    _tma_store(o_desc, [b, h, row0, 0], o_tile)
+    return kv + n_tiles
+
+
+@gluon.jit
 def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready, kv_empty,
               turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset, qk_scale,
               WHICH: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
@@ -174,48 +229,28 @@ def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_
                                                        instr_shape=[16, HEAD_DIM, 16])
     Q_BUFFERS: gl.constexpr = q_smem.shape[0] // 2
     o_tile = o_smem.index(WHICH)
-    it = 0
     kv = 0
-    for w in range(gl.program_id(0), num_work, gl.num_programs(0)):
-        b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, kv_len, causal_offset,
-                                      BLOCK_N, CAUSAL, LONGEST_FIRST)
-        row0 = m0 + WHICH * 64
-        rows = row0 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
-        # Tiles [0, n_plain) need no mask for any row of this consumer: they end at or before
-        # Skv and, causal, before the first row's limit. Tiles [n_plain, n_tiles) get the mask.
-        n_plain = kv_len // BLOCK_N
-        key_limit = gl.full([64], 0, gl.int32, gl.SliceLayout(1, s_layout)) + kv_len
-        if CAUSAL:
-            n_plain = gl.minimum(n_plain, gl.maximum(row0 + causal_offset + 1, 0) // BLOCK_N)
-            key_limit = gl.minimum(key_limit, rows + causal_offset + 1)
-        n_plain = gl.minimum(n_plain, n_tiles)
-        m_i = gl.full([64], float("-inf"), gl.float32, gl.SliceLayout(1, s_layout))
-        l_i = gl.zeros([64], gl.float32, gl.SliceLayout(1, s_layout))
-        acc = gl.zeros([64, HEAD_DIM], gl.float32, o_layout)
-        qb = it % Q_BUFFERS
-        q = q_smem.index(2 * qb + WHICH).reshape([64, HEAD_DIM])
-        mbarrier.wait(q_ready.index(qb), (it // Q_BUFFERS) & 1)
-        acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
-                                 0, n_plain, key_limit, qk_scale, s_layout, o_layout,
-                                 BLOCK_N, HEAD_DIM, STAGES, False, WHICH, PINGPONG)
-        acc, m_i, l_i = _consume(q, k_smem, v_smem, kv_ready, kv_empty, turn, acc, m_i, l_i, kv,
-                                 n_plain, n_tiles, key_limit, qk_scale, s_layout, o_layout,
-                                 BLOCK_N, HEAD_DIM, STAGES, True, WHICH, PINGPONG)
-        # Every QK product of this item has been waited on: the producer may reuse its Q buffer.
-        mbarrier.arrive(q_empty.index(qb), count=1)
-        seen = l_i > 0.0
-        l_safe = gl.where(seen, l_i, 1.0)
-        lse = gl.where(seen, (m_i + gl.log2(l_safe)) * 0.6931471805599453, float("-inf"))
-        gl.store(Lse + bh.to(gl.int64) * q_len + rows, lse, mask=rows < q_len)
-        o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
-        out = (acc / gl.convert_layout(l_safe, o_rows)[:, None]).to(o_smem.dtype)
-        tma.store_wait(0)  # the last item's output has left o_tile (its copy ran under this item)
-        _barrier()
-        o_tile.reshape([64, HEAD_DIM]).store(out)
-        fence_async_shared()
-        _tma_store(o_desc, [b, h, row0, 0], o_tile)
-        kv += n_tiles
-        it += 1
+    rounds = 0
+    step = gl.num_programs(0)
+    # One copy of _item per Q buffer, with the buffer's index static. With the index computed at
+    # run time (items alternating buffers), triton 3.6's ptxas (12.8) set the masked loop's Q
+    # descriptors on the unmasked loop's path only: an item that skips that loop (causal
+    # diagonal, Skv < BLOCK_N) read stale ones, with wrong outputs and illegal addresses on the
+    # H200 (benchmarks/results/h200-2026-12-01d.md; benchmarks/ws_sass_check.py finds it).
+    for w in range(gl.program_id(0), num_work, Q_BUFFERS * step):
+        kv = _item(w, q_smem.index(WHICH).reshape([64, HEAD_DIM]), q_ready.index(0),
+                   q_empty.index(0), rounds & 1, kv, o_desc, Lse, o_tile, k_smem, v_smem,
+                   kv_ready, kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len,
+                   causal_offset, qk_scale, s_layout, o_layout, WHICH, BLOCK_N, HEAD_DIM,
+                   STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)
+        if Q_BUFFERS == 2:
+            if w + step < num_work:
+                kv = _item(w + step, q_smem.index(2 + WHICH).reshape([64, HEAD_DIM]),
+                           q_ready.index(1), q_empty.index(1), rounds & 1, kv, o_desc, Lse,
+                           o_tile, k_smem, v_smem, kv_ready, kv_empty, turn, num_m, num_work,
+                           q_heads, q_len, kv_len, causal_offset, qk_scale, s_layout, o_layout,
+                           WHICH, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)
+        rounds += 1
     tma.store_wait(0)
 
 
