@@ -15,6 +15,7 @@ GPU_PREFILL = [
     Shape(2, 32, 8, 4096, 4096, 128, causal=True),
     Shape(1, 32, 8, 16384, 16384, 128, causal=True),
     Shape(4, 16, 16, 4096, 4096, 64),
+    Shape(4, 16, 16, 4096, 4096, 64, causal=True),
     Shape(2, 32, 8, 4096, 4096, 96),
     Shape(2, 32, 8, 2048, 2048, 128, padding=True),
     Shape(2, 32, 8, 2048, 2048, 128, causal=True, padding=True),

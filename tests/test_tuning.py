@@ -160,7 +160,7 @@ def meta_problem(head_dim=128, dtype=torch.bfloat16, q_len=4096, kv_len=4096, ma
 
 
 H100 = DEVICES[3][0]
-WS_D128 = K(128, 128, 4, 2, tma=True, ws=True, pingpong=True)
+WS_D128 = K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True)
 WS_D64 = K(128, 256, 4, 2, tma=True, ws=True, persistent=True)
 
 
@@ -182,7 +182,14 @@ def test_sm90_keeps_the_measured_defaults():
         K(128, 64, 4, 2, tma=True, halves=2))
     assert select_config(meta_problem(112), H100) == K(128, 64, 4, 2, tma=True, halves=2)  # 128
     assert select_config(meta_problem(96), H100) == K(128, 64, 4, 3, tma=True, halves=2)  # split: 64 + 32
-    assert select_config(meta_problem(64), H100) == WS_D64
+    # d64: the ws kernel without causality; kernel.py's two row blocks when causal.
+    assert select_config(meta_problem(64, causal=False), H100) == WS_D64
+    assert select_config(meta_problem(64), H100) == K(128, 64, 4, 3, tma=True, halves=2)
+    # Short calls the ws kernel serves take its rows too; the others keep the "short" row.
+    short = dict(q_len=512, kv_len=512)
+    assert select_config(meta_problem(128, **short), H100) == WS_D128
+    assert select_config(meta_problem(64, causal=False, **short), H100) == WS_D64
+    assert select_config(meta_problem(112, **short), H100) == K(64, 64, 4, 3, tma=True)
     assert select_config(meta_problem(64, dtype=torch.float32), H100) == K(64, 32, 8, 2)
     assert select_config(meta_problem(64, mask=True), H100) == K(128, 64, 8, 3)  # no spills
     assert select_config(meta_problem(128, mask=True), H100) == K(128, 64, 8, 3, tma=True)
@@ -195,12 +202,13 @@ def test_tags_pick_rows_in_order_of_precedence():
     assert problem_tags(meta_problem(96, mask=True, **short)) == ("masked", "short", "split")
     assert problem_tags(meta_problem(128, mask="keys")) == ("keymask", "masked")
     assert problem_tags(meta_problem(128, q_len=1, kv_len=1000, mask=True)) == ("keymask", "masked", "short")
-    assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025)) == ("dense",)
+    assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025)) == ("dense-causal", "dense")
+    assert problem_tags(meta_problem(128, q_len=1024, kv_len=1000, causal=False)) == ("dense", "short")
     assert problem_tags(meta_problem(128, q_len=1024, kv_len=1025), "decode") == ()
     assert problem_tags(meta_problem(128, dtype=torch.float32, q_len=1024, kv_len=1025)) == ()
     assert problem_tags(meta_problem(96, q_len=1024, kv_len=1025)) == ("split",)
-    assert problem_tags(meta_problem(64, **short)) == ("short",)
-    assert select_config(meta_problem(128, **short), H100) == K(64, 64, 4, 3, tma=True)
+    assert problem_tags(meta_problem(64, **short)) == ("dense-causal", "dense", "short")
+    assert select_config(meta_problem(128, **short), H100) == WS_D128  # dense before short
     assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3, tma=True)  # short before split
     assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3, tma=True)
     assert select_config(meta_problem(64, **short), H100) == K(128, 64, 4, 3, tma=True, halves=2)
@@ -370,14 +378,16 @@ def test_quick_compile_set_covers_every_family_once():
     assert {(j.dtype, j.head_dim, j.variant) for j in jobs if j.family == "sm90"} == {
         *(("bf16", d, v) for d in (64, 128, 256) for v in ("plain", "masked")),
         *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 128, "short"), ("bf16", 128, "keymask"),
-        *(("fp32", d, "plain") for d in (64, 128, 256))}
+        ("bf16", 64, "dense"), ("bf16", 128, "dense"), *(("fp32", d, "plain") for d in (64, 128, 256))}
     masked = {j.config for j in jobs
               if j.family == "sm90" and j.kind == "prefill" and j.head_dim == 128 and j.variant == "masked"}
     assert masked == {K(128, 64, 8, 3, tma=True)}
-    # The plain meta problem (bf16, causal, contiguous) is "dense": the Gluon kernel's rows.
-    plain = {j.head_dim: j.config for j in jobs
-             if j.family == "sm90" and j.kind == "prefill" and j.variant == "plain" and j.dtype == "bf16"}
-    assert plain[64].ws and plain[128].ws and not plain[256].ws
+    # The Gluon kernel's rows: "dense" (not causal) at d64 and d128, the plain meta problem
+    # (bf16, causal, contiguous) at d128 ("dense-causal" keeps kernel.py at d64).
+    sm90 = {(j.head_dim, j.variant): j.config for j in jobs
+            if j.family == "sm90" and j.kind == "prefill" and j.dtype == "bf16"}
+    assert sm90[64, "dense"].ws and sm90[128, "dense"].ws and sm90[128, "plain"].ws
+    assert not sm90[64, "plain"].ws and not sm90[256, "plain"].ws
 
 
 def test_compile_check_targets():

@@ -94,19 +94,19 @@ def serves_dense(problem: Problem, layouts: bool = True) -> bool:
 
 
 def problem_tags(problem: Problem, kind: str = "prefill") -> tuple[str, ...]:
-    """The tags of config.TAGS ("keymask", "masked", "short", "split", "dense") that `problem`
-    carries, in their order of precedence. "dense" only for a prefill call that is not short:
-    its check (three tensors' layouts) is the costliest here, on a path that runs on every call,
-    and the Gluon kernel's launch costs 207 us of host time against kernel.py's 69 on a short call
-    (benchmarks/results/h200-2026-12-01d.md, run 6), more than its GPU time gains there."""
+    """The tags of config.TAGS ("keymask", "masked", "dense-causal", "dense", "short", "split")
+    that `problem` carries, in their order of precedence. "dense" (and "dense-causal") only for a
+    prefill call: its check (three tensors' layouts) is the costliest here, and decode steps are
+    served by another kernel."""
     mask = problem.mask
     masked = mask is not None
     # The kernel reads one mask vector per tile when the query-row stride is 0 (MASK_ROWS).
     keymask = masked and (mask.stride(2) == 0 or mask.shape[2] == 1)
     short = max(problem.q_len, problem.kv_len) <= SHORT_LENGTH
     split = head_parts(problem.head_dim)[1] > 0
-    dense = kind == "prefill" and not (masked or short or split) and serves_dense(problem)
-    return _TAG_SETS[16 * keymask + 8 * masked + 4 * short + 2 * split + dense]
+    dense = kind == "prefill" and not masked and serves_dense(problem)  # no split head dims
+    dense_causal = dense and problem.causal is not None
+    return _TAG_SETS[32 * keymask + 16 * masked + 8 * dense_causal + 4 * dense + 2 * short + split]
 
 
 def _describe(target: Target) -> str:

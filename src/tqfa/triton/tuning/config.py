@@ -15,11 +15,12 @@ from typing import ClassVar
 # (bucket, size, tag) for the calls that carry the tag (tuning.problem_tags), the first tag that
 # has a row winning: "keymask" (a mask that is the same for every query row, such as key padding:
 # one [BLOCK_N] vector per tile; such a call is "masked" too, so a table without a "keymask" row
-# gives it the "masked" one), "masked" (a mask, whose tile is pipelined too), "short" (Sq and Skv
-# at most SHORT_LENGTH), "split" (a head dim the kernel computes as two parts, such as 96 = 64 + 32),
-# "dense" (a prefill call the sm90 Gluon kernel can serve, tuning.serves_dense, and not short).
+# gives it the "masked" one), "masked" (a mask, whose tile is pipelined too), "dense-causal" (a
+# "dense" call that is causal), "dense" (a prefill call the sm90 Gluon kernel can serve,
+# tuning.serves_dense), "short" (Sq and Skv at most SHORT_LENGTH), "split" (a head dim the kernel
+# computes as two parts, such as 96 = 64 + 32).
 Key = tuple
-TAGS = ("keymask", "masked", "short", "split", "dense")
+TAGS = ("keymask", "masked", "dense-causal", "dense", "short", "split")
 SHORT_LENGTH = 1024
 
 

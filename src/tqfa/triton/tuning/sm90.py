@@ -16,7 +16,7 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   437-464 at 4k, 508-529 against 505-533 at 16k): the default since tiles.md run 2. It spills 24
   bytes (40 causal) under Triton 3.6, in the timed runs too; without descriptors (a layout TMA
   cannot read) it runs at 477-481 non-causal, where 128x128 w8 s3 ran at 476.
-- "dense" (16-bit, d64 or d128, no mask, layouts TMA reads, not "short"): gluon_sm90.py's
+- "dense" (16-bit, d64 or d128, no mask, layouts TMA reads; short calls too): gluon_sm90.py's
   warp-specialised kernel (h200-2026-12-01c.md), a producer warp and two consumer warpgroups of
   64 rows. d128: the warpgroups take turns to issue their products (128x128 w4 s2 ws pp): 569
   against 516 for kernel.py's 128x64 w4 s2 TMA h2 (527 as a variant) non-causal and 493 against
@@ -36,8 +36,20 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   and 556 against 566 at 16k (run 4); with the longest first within head groups sized for L2,
   459 against 498 and 565 against 589 (run 5). Not the default: one run for, one against. On
   the short rows it gains in GPU time (497 against 371-391 for kernel.py's 64x64 at q512, 532-545
-  against 423-464 at q1024, causal 265 against 266 and 377 against 353), but its launch costs
-  207 us of host time against kernel.py's 69 on a short call (run 6): short calls keep kernel.py.
+  against 423-464 at q1024, causal 265 against 266 and 377 against 353), but its launch cost
+  207 us of host time against kernel.py's 69 on a short call (run 6).
+  Since h200-2026-12-01e.md: the ws launch goes through fast_launch (82 us of host time for a
+  causal S1100 call against 133 before and 67 for kernel.py's, run 2); every persistent program
+  keeps two Q buffers (one copy of the item loop per buffer); a persistent causal grid's rounds
+  alternate direction. "dense" comes before "short", and d128's row is persistent with the turns.
+  Per call (bf16, config entries): q512 467 against 368-373 for kernel.py's (cuDNN 511), q1024
+  534 against 445-455 (581), causal q1024 356 against 314-342 (391), 4k 582 against 562 for the
+  non-persistent kernel (617), causal 4k 535 against 497 (518); causal q512 229 against 251 for
+  kernel.py's 64x64 (305) and causal 16k 539 against 572 (559; GPU time 555 against 561) lose
+  (run 3). Without the
+  alternating rounds causal q512 and q1024 ran at 245 and 378, 4k at 525 and 16k at 549 (run 3).
+  "dense-causal": d64 causal calls keep kernel.py's two row blocks: the 256-key tile ran at 315-
+  318 against 379-380 for 128x64 w4 s3 TMA h2 at 4k, 154-160 against 230-232 at q1024 (runs 2, 3).
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
@@ -93,9 +105,10 @@ PREFILL = Tuning(
     defaults={
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
         (64, 2, "dense"): K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
+        (64, 2, "dense-causal"): K(128, 64, 4, 3, tma=True, halves=2),
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 64, 4, 2, tma=True, halves=2),
-        (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
+        (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True),
         (128, 2, "keymask"): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "masked"): K(128, 64, 8, 3, tma=True),
         (128, 2, "short"): K(64, 64, 4, 3, tma=True),
@@ -107,7 +120,8 @@ PREFILL = Tuning(
     space=(
         K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
         K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3, tma=True), K(128, 64, 8, 3),
-        K(128, 64, 4, 2, tma=True, halves=2), K(128, 128, 4, 2, tma=True, ws=True, pingpong=True),
+        K(128, 64, 4, 2, tma=True, halves=2),
+        K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True),
         K(64, 64, 4, 3, tma=True), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
     ),
     keep=keep,
