@@ -25,7 +25,6 @@ import sys
 import torch
 import triton
 
-from tqfa.problem import build_problem
 from tqfa.triton import compile_check
 from tqfa.triton.tuning import KernelConfig
 
@@ -48,9 +47,7 @@ _NO_DESTINATION = ("HGMMA", "BRA", "SYNCS", "UTMA", "BAR", "WARPGROUP", "ST", "E
 
 
 def sass(config: KernelConfig, head_dim: int, causal: bool, q_buffers: int) -> str:
-    problem = compile_check.meta_problem(head_dim, "bf16", "plain")
-    if not causal:
-        problem = build_problem(problem.q, problem.k, problem.v, None, False)
+    problem = compile_check.meta_problem(head_dim, "bf16", "plain" if causal else "dense")
     fn, kwargs = compile_check._prefill_launch(config, problem)
     kwargs["Q_BUFFERS"] = q_buffers
     compiled = compile_check.compile_kernel(fn, kwargs, "sm90", config)

@@ -16,6 +16,7 @@ import math
 import pytest
 import torch
 
+from test_fast_launch import _without_tensors
 from test_gluon_sm90 import ON_SM90, WS, _inputs
 from tqfa.problem import build_problem
 from tqfa.triton import fast_launch, gluon_launch
@@ -100,17 +101,6 @@ def test_the_key_is_at_least_as_fine_as_tritons_specialisation(monkeypatch):
     assert keys["d64", "pp", bf16][0] == keys["d64 other batch", "pp", bf16][0]
     assert keys["d128", "pp", bf16][0] != keys["d128", "pp", str(torch.float16)][0]
     assert keys["d128", "pp", bf16][0] != keys["d128 causal", "pp", bf16][0]
-
-
-def _without_tensors(kwargs: dict) -> dict:
-    """kwargs with each tensor (also a descriptor's) replaced by its dtype."""
-    def strip(value):
-        if isinstance(value, torch.Tensor):
-            return value.dtype
-        if type(value) is fast_launch.HostDescriptor:
-            return value._replace(base=value.base.dtype)
-        return value
-    return {name: strip(value) for name, value in kwargs.items()}
 
 
 def _planned(problem, out, lse, config, strides):

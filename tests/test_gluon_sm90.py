@@ -119,15 +119,13 @@ def test_descriptor_layouts_are_the_default_for_their_block():
 
 
 def _compile_sm90(config: KernelConfig, head_dim: int, causal: bool = True) -> None:
-    """Compile the ws kernel for sm90 as `python -m tqfa compile-check` does (its causal meta
-    problem, or that problem without is_causal); prints what the test checks as JSON. Runs in a
-    child process (_last_json_line)."""
+    """Compile the ws kernel for sm90 as `python -m tqfa compile-check` does (its "plain" meta
+    problem, causal, or its "dense" one); prints what the test checks as JSON. Runs in a child
+    process (_last_json_line)."""
     from tqfa.triton import compile_check
     from tqfa.triton.gluon_sm90 import attention_fwd_ws_kernel
 
-    problem = compile_check.meta_problem(head_dim, "bf16", "plain")
-    if not causal:
-        problem = build_problem(problem.q, problem.k, problem.v, None, False)
+    problem = compile_check.meta_problem(head_dim, "bf16", "plain" if causal else "dense")
     fn, kwargs = compile_check._prefill_launch(config, problem)
     assert fn is attention_fwd_ws_kernel  # not kernel.py's fallback
     compiled = compile_check.compile_kernel(fn, kwargs, "sm90", config)
