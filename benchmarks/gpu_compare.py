@@ -55,6 +55,7 @@ H2 = dict(halves=2)
 # The warp-specialised Gluon kernel (gluon_sm90.py): persistent grids beside the defaults.
 WS_ = dict(**TMA, ws=True)
 WS = {128: [K(128, 128, 4, 2, **WS_, pingpong=True),
+            K(128, 128, 4, 2, **WS_, pingpong=True, persistent=True, snake=True),
             K(128, 128, 4, 2, **WS_, pingpong=True, persistent=True),
             K(128, 128, 4, 2, **WS_, persistent=True)],
       64: [K(128, 256, 4, 2, **WS_, pingpong=True, persistent=True),

@@ -232,15 +232,16 @@ def hf_pieces(device: str) -> dict:
 
 def plain_pieces(device: str) -> dict:
     """Host microseconds of the pieces of one plain is_causal call (hf_pieces' shape: B4 Hq8 Hkv2
-    S333 D128 bf16, [B, S, H, D] views), down to the prepared launch's own steps; the median of
-    five interleaved rounds (providers.host_microseconds)."""
+    S333 D128 bf16, [B, S, H, D] views), down to the prepared launch's own steps (the ws kernel's
+    on sm90, kernel.py's elsewhere); the median of five interleaved rounds
+    (providers.host_microseconds)."""
     import triton
     from triton.runtime.driver import driver
 
     import tqfa
     from tqfa import dispatch
     from tqfa.triton import backend as triton_backend
-    from tqfa.triton import fast_launch
+    from tqfa.triton import fast_launch, gluon_launch
     from tqfa.triton.decode_config import select_decode_config
     from tqfa.triton.tuning import default_config, problem_tags
 
@@ -256,9 +257,20 @@ def plain_pieces(device: str) -> dict:
     config = select_config(problem, target)
     out, lse = torch.empty_like(q), torch.empty(b, hq, s, device=device)
     launch.attention_forward(problem, out, lse, config, False)
-    tensors = launch.tensor_arguments(problem, out, lse)
-    key = launch._plan_key(problem, tensors, config, False, None)
-    prepared = launch._prepared.by_key[key]
+    # The ws kernel's launch on sm90 (the "dense" row), kernel.py's elsewhere.
+    served_by_ws = config.ws and gluon_launch.ws_strides(problem, out) is not None
+    if served_by_ws:
+        tensors = dict(Q=q, K=k, V=v, Out=out, Lse=lse)
+        key = gluon_launch.plan_key(problem, tensors, config)
+        prepared = gluon_launch._prepared.by_key[key]
+        plan_pieces = {"gluon_launch.plan_key": lambda: gluon_launch.plan_key(problem, tensors, config),
+                       "gluon_launch.ws_strides": lambda: gluon_launch.ws_strides(problem, out)}
+    else:
+        tensors = launch.tensor_arguments(problem, out, lse)
+        key = launch._plan_key(problem, tensors, config, False, None)
+        prepared = launch._prepared.by_key[key]
+        plan_pieces = {"tensor_arguments": lambda: launch.tensor_arguments(problem, out, lse),
+                       "_plan_key": lambda: launch._plan_key(problem, tensors, config, False, None)}
     # The prepared launch's values for this call, with the tensors as tensors (Triton's launcher
     # then calls data_ptr() and cuPointerGetAttribute for each) and as data pointers (what
     # PreparedLaunch passes).
@@ -290,8 +302,7 @@ def plain_pieces(device: str) -> dict:
         "hash(config)": lambda: hash(config),
         "attention_forward": lambda: launch.attention_forward(problem, out, lse, config, False),
         "mask_spans.applies": lambda: mask_spans.applies(problem),
-        "tensor_arguments": lambda: launch.tensor_arguments(problem, out, lse),
-        "_plan_key": lambda: launch._plan_key(problem, tensors, config, False, None),
+        **plan_pieces,
         "prepared launch": lambda: prepared(tensors),
         "launch_environment()": fast_launch.launch_environment,
         "torch.cuda.current_device()": torch.cuda.current_device,

@@ -29,11 +29,13 @@ from tqfa.triton import compile_check
 from tqfa.triton.tuning import KernelConfig
 
 K = KernelConfig
-PP_PERS = K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True)
+PP_PERS = K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True, snake=True)
 # (label, head dim, causal, configuration, Q buffers): the launcher's choices (gluon_launch).
 CASES = [
-    ("d128 ws pp pers, causal (the default)", 128, True, PP_PERS, 2),
-    ("d128 ws pp pers, not causal (the default)", 128, False, PP_PERS, 2),
+    ("d128 ws pp pers snake, causal (the default)", 128, True, PP_PERS, 2),
+    ("d128 ws pp pers snake, not causal (the default)", 128, False, PP_PERS, 2),
+    ("d128 ws pers, causal (the short causal default)", 128, True,
+     K(128, 128, 4, 2, tma=True, ws=True, persistent=True), 2),
     ("d128 ws pp, causal (one item per program)", 128, True,
      K(128, 128, 4, 2, tma=True, ws=True, pingpong=True), 1),
     ("d64 ws pers 256 keys, not causal (the default)", 64, False,

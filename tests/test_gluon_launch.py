@@ -34,7 +34,8 @@ SHAPES = {
     "d64": (1, 8, 1, 1000, 1000, 64, "top_left", True),
     "d64 other batch": (3, 8, 1, 1000, 1000, 64, "top_left", True),
 }
-CONFIGS = {"pp": WS[1], "pp persistent": WS[4], "persistent 256 keys": WS[6]}
+CONFIGS = {"pp": WS[1], "pp persistent": WS[4], "persistent 256 keys": WS[6],
+           "pp persistent snake": WS[7]}
 
 
 def _call(shape_name: str, config_name: str, dtype=torch.bfloat16, seed=0, scale=None):
@@ -126,6 +127,30 @@ def test_equal_plan_keys_mean_equal_arguments():
         assert calls[shape_name, config_name, 0][0] == calls[shape_name, config_name, 1][0]
 
 
+def test_calls_the_kernel_does_not_serve_never_share_a_served_calls_plan_key():
+    """attention_forward_ws looks its plan key up before ws_strides: equal keys must mean
+    equal verdicts, so a mask, a misaligned tensor or an unreadable stride changes the key."""
+    problem, out, lse, config, _ = _call("d128", "pp")
+    q, k, v = problem.q, problem.k, problem.v
+    like_q = dict(dtype=q.dtype, device=q.device)
+    misaligned = torch.empty(q.numel() + 1, **like_q)[1:].view(q.shape).copy_(q)
+    padded = torch.empty(*q.shape[:3], 136, **like_q)[..., :128].copy_(q)  # 272-byte rows
+    odd = torch.empty(*q.shape[:3], 129, **like_q)[..., :128].copy_(q)  # 258-byte rows
+    calls = {"served": problem,
+             "masked": build_problem(q, k, v, torch.zeros(q.shape[2], k.shape[2], **like_q), False),
+             "misaligned q": build_problem(misaligned, k, v, None, False),
+             "padded rows": build_problem(padded, k, v, None, False),
+             "odd rows": build_problem(odd, k, v, None, False)}
+    verdicts = {name: gluon_launch.ws_strides(p, out) is not None for name, p in calls.items()}
+    assert verdicts == {"served": True, "masked": False, "misaligned q": False,
+                        "padded rows": True, "odd rows": False}
+    keys = {name: gluon_launch.plan_key(p, dict(Q=p.q, K=p.k, V=p.v, Out=out, Lse=lse), config)
+            for name, p in calls.items()}
+    for a, b in itertools.combinations(calls, 2):
+        assert keys[a] != keys[b] or verdicts[a] == verdicts[b], (a, b)
+    assert len(set(keys.values())) == len(keys)
+
+
 def test_a_prepared_launch_passes_each_calls_tensors(monkeypatch):
     """A prepared ws launch hands the variant the new call's tensors: Lse as its data pointer,
     each descriptor with the new tensor and the prepared layout; it keeps no tensor."""
@@ -158,8 +183,9 @@ def test_a_prepared_launch_passes_each_calls_tensors(monkeypatch):
 @pytest.mark.parametrize("shape_name, config_name", list(_calls()), ids=str)
 def test_prepared_ws_launches_match_tritons_own(shape_name, config_name, monkeypatch):
     """The first call of a layout launches through Triton, the second through its prepared
-    launch (ws_arguments is not called); each writes bit for bit what Triton's own launch of
-    the same arguments writes. Under triton 3.6 the variant keeps its tensor maps."""
+    launch (neither ws_strides nor ws_arguments is called); each writes bit for bit what
+    Triton's own launch of the same arguments writes. Under triton 3.6 the variant keeps its
+    tensor maps."""
     for seed in (0, 1):
         problem, out, lse, config, strides = _call(shape_name, config_name, seed=seed)
         grid, kwargs = gluon_launch.ws_arguments(problem, out, lse, config, strides)
@@ -167,9 +193,10 @@ def test_prepared_ws_launches_match_tritons_own(shape_name, config_name, monkeyp
         expected_kwargs = {**kwargs, "Lse": expected["Lse"],
                            "o_desc": kwargs["o_desc"]._replace(base=expected["Out"])}
         attention_fwd_ws_kernel[grid](**fast_launch.triton_kwargs(expected_kwargs))
-        if seed:
-            monkeypatch.setattr(gluon_launch, "ws_arguments", None)  # prepared, or a TypeError
-        gluon_launch.attention_forward_ws(problem, out, lse, config, strides)
+        if seed:  # prepared: neither is called (else a TypeError)
+            monkeypatch.setattr(gluon_launch, "ws_arguments", None)
+            monkeypatch.setattr(gluon_launch, "ws_strides", None)
+        assert gluon_launch.attention_forward_ws(problem, out, lse, config)
         assert not expected["Out"].isnan().any() and not expected["Lse"].isnan().any()
         assert torch.equal(out, expected["Out"]) and torch.equal(lse, expected["Lse"]), seed
     variant = gluon_launch.launch_ws._variants[gluon_launch.launch_ws.key(kwargs)]

@@ -32,7 +32,8 @@ WS = [K(128, 128, 4, 2, tma=True, ws=True), K(128, 128, 4, 2, tma=True, ws=True,
       K(128, 256, 4, 2, tma=True, ws=True, pingpong=True),
       K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True),
       K(128, 128, 4, 2, tma=True, ws=True, persistent=True),
-      K(128, 256, 4, 2, tma=True, ws=True, persistent=True)]
+      K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
+      K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True, snake=True)]
 ON_SM90 = DEVICE == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 # (batch, q heads, kv heads, Sq, Skv, head dim, causal, [B, S, H, D] layout)
 SHAPES = [
@@ -99,6 +100,9 @@ def test_ws_configuration_rules():
         K(128, 128, 4, 2, tma=True, pingpong=True)
     with pytest.raises(ValueError, match="pingpong and persistent are options of the ws kernel"):
         K(128, 128, 4, 2, tma=True, persistent=True)
+    with pytest.raises(ValueError, match="snake is an order of persistent ws grids"):
+        K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, snake=True)
+    assert str(WS[7]) == "128x128 w4 s2 tma ws pp pers snake"
     assert KernelConfig.from_json('{"block_m": 128, "block_n": 128, "num_warps": 4, '
                                   '"num_stages": 2, "tma": true, "ws": true}') == WS[0]
 
@@ -152,7 +156,7 @@ def _last_json_line(code: str, cwd: str):
 # Persistent: two Q buffers (229736 bytes of shared memory at d128).
 @pytest.mark.parametrize("index, head_dim, causal", [
     (0, 128, True), (1, 128, True), (2, 64, True), (3, 64, True), (4, 128, True), (4, 128, False),
-    (5, 128, True), (6, 64, False), (6, 64, True)])
+    (5, 128, True), (6, 64, False), (6, 64, True), (7, 128, True)])
 def test_ws_kernel_compiles_for_sm90(index, head_dim, causal):
     code = f"import test_gluon_sm90 as t; t._compile_sm90(t.WS[{index}], {head_dim}, {causal})"
     report = _last_json_line(code, os.path.dirname(__file__))
@@ -207,6 +211,6 @@ def test_ws_kernels_read_descriptors_set_on_every_path():
             "print(json.dumps([(buffers, w.unset_reads(w.sass(config, d, causal, buffers)))\n"
             "                  for _, d, causal, config, buffers in w.CASES]))")
     results = _last_json_line(code, BENCHMARKS)
-    assert sorted(buffers for buffers, _ in results) == [1, 2, 2, 2, 2]
+    assert sorted(buffers for buffers, _ in results) == [1, 2, 2, 2, 2, 2]
     for buffers, (count, bad) in results:
         assert count >= 64 * buffers and bad == []

@@ -286,6 +286,12 @@ class PreparedLaunches:
         self.launcher, self.described, self.limit = launcher, described or {}, limit
         self.by_key: dict[tuple, PreparedLaunch | None] = {}
 
+    def launch_prepared(self, key: tuple, tensors: dict[str, torch.Tensor]) -> bool:
+        """Launch with `tensors` through the launch prepared under `key` if there is one for this
+        launch environment: whether it did (if not, nothing was launched)."""
+        prepared = self.by_key.get(key)
+        return prepared is not None and prepared(tensors)
+
     def __call__(self, key: tuple, tensors: dict[str, torch.Tensor], arguments) -> None:
         """Launch with `tensors`, through the launch prepared under `key` when there is one, else
         through the launcher with `arguments()` (grid, keyword arguments). A launcher without its

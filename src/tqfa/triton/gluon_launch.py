@@ -51,7 +51,8 @@ def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config:
     """(grid, keyword arguments) of the launch; strides: ws_strides's (not None).
     A persistent program keeps two Q buffers: with one, an item's Q waits for the last QK
     products of the item before (at Sq 512 an item has 4 tiles of 128 keys). A persistent causal
-    grid takes the items longest first (gluon_sm90._work)."""
+    grid takes the items longest first, in a snake if the configuration says so
+    (gluon_sm90._work)."""
     num_work = -(-problem.q_len // (2 * ROWS)) * problem.batch * problem.q_heads
     causal = problem.causal is not None
     grid = num_work
@@ -68,7 +69,7 @@ def ws_arguments(problem: Problem, out: torch.Tensor, lse: torch.Tensor, config:
         BLOCK_N=config.block_n, HEAD_DIM=problem.head_dim, STAGES=config.num_stages,
         CAUSAL=causal, PINGPONG=config.pingpong,
         Q_BUFFERS=2 if config.persistent else 1,
-        LONGEST_FIRST=config.persistent and causal,
+        ORDER=("snake" if config.snake else "longest") if config.persistent and causal else "heads",
         num_warps=4)
 
 
@@ -79,17 +80,26 @@ _prepared = PreparedLaunches(launch_ws, _DESCRIBED)
 
 
 def plan_key(problem: Problem, tensors: dict[str, torch.Tensor], config: KernelConfig) -> tuple:
-    """Everything ws_arguments' result depends on besides the tensors themselves (shapes,
-    strides, the problem's options, the device's multiprocessors), and what the launcher's key
-    holds of them: calls with equal keys differ in their tensors only."""
+    """Everything ws_arguments' result and ws_strides' verdict depend on besides the tensors
+    themselves (shapes, strides, dtypes and 16-byte alignment, the problem's options, the
+    device's multiprocessors): calls with equal keys differ in their tensors only."""
     q, k, v, out = problem.q, problem.k, problem.v, tensors["Out"]
-    return (config, problem.causal, problem.scale, q.device, q.shape, q.stride(), k.shape,
-            k.stride(), v.shape, v.stride(), out.shape, out.stride(), tensor_traits(tensors))
+    return (config, problem.mask is None, problem.causal, problem.scale, q.device, q.shape,
+            q.stride(), k.shape, k.stride(), v.shape, v.stride(), out.shape, out.stride(),
+            tensor_traits(tensors))
 
 
 def attention_forward_ws(problem: Problem, out: torch.Tensor, lse: torch.Tensor,
-                         config: KernelConfig, strides: dict[str, tuple[int, ...]]) -> None:
-    """Write out and lse (as launch.attention_forward) with the ws kernel; strides: ws_strides's."""
+                         config: KernelConfig) -> bool:
+    """Write out and lse (as launch.attention_forward) with the ws kernel if it serves the call
+    (ws_strides); False, launching nothing, if not. A key launched before is served without
+    ws_strides' layout checks."""
     tensors = dict(Q=problem.q, K=problem.k, V=problem.v, Out=out, Lse=lse)
-    _prepared(plan_key(problem, tensors, config), tensors,
-              lambda: ws_arguments(problem, out, lse, config, strides))
+    key = plan_key(problem, tensors, config)
+    if _prepared.launch_prepared(key, tensors):
+        return True
+    strides = ws_strides(problem, out)
+    if strides is None:
+        return False
+    _prepared(key, tensors, lambda: ws_arguments(problem, out, lse, config, strides))
+    return True

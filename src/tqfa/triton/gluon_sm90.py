@@ -42,30 +42,34 @@ _barrier = getattr(gl, "barrier", None) or gl.thread_barrier
 
 @gluon.jit
 def _work(w, num_m, num_work, q_heads, kv_len, causal_offset, BLOCK_N: gl.constexpr,
-          CAUSAL: gl.constexpr, LONGEST_FIRST: gl.constexpr):
+          CAUSAL: gl.constexpr, ORDER: gl.constexpr):
     """Work item w: 128 query rows of one (batch, q head); (b, h, bh, first row, K/V tiles).
-    Query blocks run fastest, so that the programs running together share K/V in L2, and reversed
-    when causal: each head's longest rows first. LONGEST_FIRST (a persistent causal grid): query
-    blocks slowest, the longest first across all heads. Its programs take items p, p + G, ...:
-    with query blocks fastest, a grid that is a multiple of the blocks per head would give each
-    program items of one length (at Sq 512 on 132 SMs, a quarter of them the longest). Groups of
-    heads sized for L2 (longest first within a group) lost on the H200 (h200-2026-12-01d.md).
-    Each round of G items runs in the other direction from the round before (a snake): taken in
-    one direction, program 0 would get the longest item of every round (at 16k, B1 Hq32: about
-    4 tiles more per round than program G - 1, 3% of the call)."""
-    if LONGEST_FIRST:
-        g = gl.num_programs(0)
-        start = w - w % g
-        if (w // g) % 2 == 1:
-            w = start + gl.minimum(num_work - start, g) - 1 - w % g
-        heads = num_work // num_m
-        bh = w % heads
-        block = num_m - 1 - w // heads
-    else:
+    ORDER "heads": query blocks run fastest, so that the programs running together share K/V in
+    L2, and reversed when causal: each head's longest rows first.
+    "longest" and "snake" (persistent causal grids): query blocks slowest, the longest first
+    across all heads. The programs take items p, p + G, ...: with query blocks fastest, a grid
+    that is a multiple of the blocks per head would give each program items of one length (at Sq
+    512 on 132 SMs, a quarter of them the longest). Groups of heads sized for L2 (longest first
+    within a group) lost on the H200 (h200-2026-12-01d.md).
+    "snake": each round of G items runs in the other direction from the round before. Taken in
+    one direction, program 0 gets the longest item of every round (at 16k, B1 Hq32: about 4
+    tiles more per round than program G - 1, 3% of the call). The snake gained 3-8% at 4k and
+    16k and lost 8-10% at Sq 512 and 1024, where both orders give each program the same tiles
+    within one (h200-2026-12-01f.md); the tables choose per row."""
+    if ORDER == "heads":
         bh = w // num_m
         block = w % num_m
         if CAUSAL:
             block = num_m - 1 - block
+    else:
+        if ORDER == "snake":
+            g = gl.num_programs(0)
+            start = w - w % g
+            if (w // g) % 2 == 1:
+                w = start + gl.minimum(num_work - start, g) - 1 - w % g
+        heads = num_work // num_m
+        bh = w % heads
+        block = num_m - 1 - w // heads
     m0 = block * 128
     key_end = kv_len
     if CAUSAL:
@@ -76,14 +80,14 @@ def _work(w, num_m, num_work, q_heads, kv_len, causal_offset, BLOCK_N: gl.conste
 @gluon.jit
 def _producer(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, kv_ready, kv_empty,
               num_m, num_work, q_heads, group, kv_len, causal_offset, BLOCK_N: gl.constexpr,
-              STAGES: gl.constexpr, CAUSAL: gl.constexpr, LONGEST_FIRST: gl.constexpr):
+              STAGES: gl.constexpr, CAUSAL: gl.constexpr, ORDER: gl.constexpr):
     kv_bytes: gl.constexpr = k_desc.block_type.nbytes + v_desc.block_type.nbytes
     Q_BUFFERS: gl.constexpr = q_smem.shape[0] // 2
     it = 0  # work items of this program so far
     kv = 0  # K/V tiles loaded so far: tile kv goes to slot kv % STAGES
     for w in range(gl.program_id(0), num_work, gl.num_programs(0)):
         b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, kv_len, causal_offset,
-                                      BLOCK_N, CAUSAL, LONGEST_FIRST)
+                                      BLOCK_N, CAUSAL, ORDER)
         # A fresh barrier counts its (never run) previous phase as complete: the first work
         # item, the first pass through the Q buffers and through the ring do not wait.
         qb = it % Q_BUFFERS
@@ -175,12 +179,12 @@ def _item(w, q, ready, empty, phase, kv, o_desc, Lse, o_tile, k_smem, v_smem, kv
           s_layout: gl.constexpr, o_layout: gl.constexpr,
           WHICH: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
           STAGES: gl.constexpr, CAUSAL: gl.constexpr, PINGPONG: gl.constexpr,
-          LONGEST_FIRST: gl.constexpr):
+          ORDER: gl.constexpr):
     """Work item w for consumer WHICH, whose Q rows are `q` (a buffer that the barriers `ready`
     and `empty` guard, `ready` in phase `phase`); kv: the K/V tiles taken before it. Returns kv
     after its tiles."""
     b, h, bh, m0, n_tiles = _work(w, num_m, num_work, q_heads, kv_len, causal_offset,
-                                  BLOCK_N, CAUSAL, LONGEST_FIRST)
+                                  BLOCK_N, CAUSAL, ORDER)
     row0 = m0 + WHICH * 64
     rows = row0 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
     # Tiles [0, n_plain) need no mask for any row of this consumer: they end at or before Skv
@@ -222,7 +226,7 @@ def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_
               turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset, qk_scale,
               WHICH: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
               STAGES: gl.constexpr, CAUSAL: gl.constexpr, PINGPONG: gl.constexpr,
-              LONGEST_FIRST: gl.constexpr):
+              ORDER: gl.constexpr):
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -242,14 +246,14 @@ def _consumer(o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_
                    q_empty.index(0), rounds & 1, kv, o_desc, Lse, o_tile, k_smem, v_smem,
                    kv_ready, kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len,
                    causal_offset, qk_scale, s_layout, o_layout, WHICH, BLOCK_N, HEAD_DIM,
-                   STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)
+                   STAGES, CAUSAL, PINGPONG, ORDER)
         if Q_BUFFERS == 2:
             if w + step < num_work:
                 kv = _item(w + step, q_smem.index(2 + WHICH).reshape([64, HEAD_DIM]),
                            q_ready.index(1), q_empty.index(1), rounds & 1, kv, o_desc, Lse,
                            o_tile, k_smem, v_smem, kv_ready, kv_empty, turn, num_m, num_work,
                            q_heads, q_len, kv_len, causal_offset, qk_scale, s_layout, o_layout,
-                           WHICH, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)
+                           WHICH, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, ORDER)
         rounds += 1
     tma.store_wait(0)
 
@@ -259,12 +263,12 @@ def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group,
                             causal_offset, num_work, sm_scale, BLOCK_N: gl.constexpr,
                             HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                             PINGPONG: gl.constexpr, Q_BUFFERS: gl.constexpr,
-                            LONGEST_FIRST: gl.constexpr):
+                            ORDER: gl.constexpr):
     """Program p serves work items p, p + G, p + 2G, ... of the num_work = cdiv(Sq, 128) * B * Hq
     items (_work), where G is the grid: one item per program, or persistent (G at most the SMs:
     the next item's Q and K/V loads run under the current one's last tiles and its output copy
     under the next one's). Q_BUFFERS (1 or 2): with 2 the next item's Q is loaded into the other
-    buffer while the current item's last QK products read theirs. LONGEST_FIRST: see _work."""
+    buffer while the current item's last QK products read theirs. ORDER: see _work."""
     num_m = gl.cdiv(q_len, 128)
     dtype: gl.constexpr = q_desc.dtype
     q_smem = gl.allocate_shared_memory(dtype, [2 * Q_BUFFERS] + q_desc.block_type.shape,
@@ -292,11 +296,11 @@ def attention_fwd_ws_kernel(q_desc, k_desc, v_desc, o_desc, Lse, q_heads, group,
     gl.warp_specialize([
         (_consumer, (o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
                      kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset,
-                     qk_scale, 0, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)),
+                     qk_scale, 0, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, ORDER)),
         (_consumer, (o_desc, Lse, q_smem, o_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
                      kv_empty, turn, num_m, num_work, q_heads, q_len, kv_len, causal_offset,
-                     qk_scale, 1, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, LONGEST_FIRST)),
+                     qk_scale, 1, BLOCK_N, HEAD_DIM, STAGES, CAUSAL, PINGPONG, ORDER)),
         (_producer, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_empty, kv_ready,
                      kv_empty, num_m, num_work, q_heads, group, kv_len, causal_offset, BLOCK_N,
-                     STAGES, CAUSAL, LONGEST_FIRST)),
+                     STAGES, CAUSAL, ORDER)),
     ], [4, 1], [240, 24])

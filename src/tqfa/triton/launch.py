@@ -142,9 +142,7 @@ def attention_forward(
     if config.ws:
         from . import gluon_launch  # only a ws configuration imports Gluon
 
-        strides = None if INTERPRETED else gluon_launch.ws_strides(problem, out)
-        if strides is not None:
-            gluon_launch.attention_forward_ws(problem, out, lse, config, strides)
+        if not INTERPRETED and gluon_launch.attention_forward_ws(problem, out, lse, config):
             return
         config = config.without_ws()
     spans = None

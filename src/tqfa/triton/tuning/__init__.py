@@ -94,10 +94,10 @@ def serves_dense(problem: Problem, layouts: bool = True) -> bool:
 
 
 def problem_tags(problem: Problem, kind: str = "prefill") -> tuple[str, ...]:
-    """The tags of config.TAGS ("keymask", "masked", "dense-causal", "dense", "short", "split")
-    that `problem` carries, in their order of precedence. "dense" (and "dense-causal") only for a
-    prefill call: its check (three tensors' layouts) is the costliest here, and decode steps are
-    served by another kernel."""
+    """The tags of config.TAGS ("keymask", "masked", "dense-causal-short", "dense-causal",
+    "dense", "short", "split") that `problem` carries, in their order of precedence. The "dense"
+    ones only for a prefill call: its check (three tensors' layouts) is the costliest here, and
+    decode steps are served by another kernel."""
     mask = problem.mask
     masked = mask is not None
     # The kernel reads one mask vector per tile when the query-row stride is 0 (MASK_ROWS).
@@ -106,7 +106,8 @@ def problem_tags(problem: Problem, kind: str = "prefill") -> tuple[str, ...]:
     split = head_parts(problem.head_dim)[1] > 0
     dense = kind == "prefill" and not masked and serves_dense(problem)  # no split head dims
     dense_causal = dense and problem.causal is not None
-    return _TAG_SETS[32 * keymask + 16 * masked + 8 * dense_causal + 4 * dense + 2 * short + split]
+    return _TAG_SETS[64 * keymask + 32 * masked + 16 * (dense_causal and short) + 8 * dense_causal
+                     + 4 * dense + 2 * short + split]
 
 
 def _describe(target: Target) -> str:

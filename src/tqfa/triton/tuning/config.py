@@ -15,12 +15,13 @@ from typing import ClassVar
 # (bucket, size, tag) for the calls that carry the tag (tuning.problem_tags), the first tag that
 # has a row winning: "keymask" (a mask that is the same for every query row, such as key padding:
 # one [BLOCK_N] vector per tile; such a call is "masked" too, so a table without a "keymask" row
-# gives it the "masked" one), "masked" (a mask, whose tile is pipelined too), "dense-causal" (a
-# "dense" call that is causal), "dense" (a prefill call the sm90 Gluon kernel can serve,
-# tuning.serves_dense), "short" (Sq and Skv at most SHORT_LENGTH), "split" (a head dim the kernel
-# computes as two parts, such as 96 = 64 + 32).
+# gives it the "masked" one), "masked" (a mask, whose tile is pipelined too), "dense-causal-short"
+# (a "dense-causal" call that is "short" too), "dense-causal" (a "dense" call that is causal),
+# "dense" (a prefill call the sm90 Gluon kernel can serve, tuning.serves_dense), "short" (Sq and
+# Skv at most SHORT_LENGTH), "split" (a head dim the kernel computes as two parts, such as
+# 96 = 64 + 32).
 Key = tuple
-TAGS = ("keymask", "masked", "dense-causal", "dense", "short", "split")
+TAGS = ("keymask", "masked", "dense-causal-short", "dense-causal", "dense", "short", "split")
 SHORT_LENGTH = 1024
 
 
@@ -51,10 +52,13 @@ class KernelConfig:
     # NVIDIA sm90 only: gluon_sm90.py's warp-specialised kernel (a producer warp and two consumer
     # warpgroups of 64 rows) for the calls it serves (gluon_launch.ws_strides; kernel.py's kernel
     # on the same tiles for the others); pingpong makes the warpgroups issue their products in turn;
-    # persistent launches at most one program per SM, each looping over work items.
+    # persistent launches at most one program per SM, each looping over work items; snake makes a
+    # persistent causal grid take each round of items in the other direction from the one before
+    # (gluon_sm90._work).
     ws: bool = False
     pingpong: bool = False
     persistent: bool = False
+    snake: bool = False
 
     def __post_init__(self):
         for name in ("block_m", "block_n"):
@@ -75,7 +79,7 @@ class KernelConfig:
         if self.block_m // self.halves < 16:
             raise ValueError(f"block_m / halves must be at least 16 (tl.dot), got "
                              f"{self.block_m} / {self.halves}")
-        for name in ("tma", "ws", "pingpong", "persistent"):
+        for name in ("tma", "ws", "pingpong", "persistent", "snake"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.ws and not (self.tma and self.block_m == 128 and self.num_warps == 4
@@ -84,11 +88,13 @@ class KernelConfig:
                              f"(per warpgroup), halves 1 and block_n 64, 128 or 256, got {self}")
         if (self.pingpong or self.persistent) and not self.ws:
             raise ValueError("pingpong and persistent are options of the ws kernel: they need ws")
+        if self.snake and not self.persistent:
+            raise ValueError("snake is an order of persistent ws grids: it needs persistent")
 
     def without_ws(self) -> KernelConfig:
         """The configuration kernel.py runs for a call the ws kernel does not serve: the same
         tiles, without the ws options."""
-        return replace(self, ws=False, pingpong=False, persistent=False)
+        return replace(self, ws=False, pingpong=False, persistent=False, snake=False)
 
     def amd_options(self) -> dict[str, int]:
         """The AMD-only compiler options this configuration sets: launch keywords on HIP only."""
@@ -97,7 +103,7 @@ class KernelConfig:
 
     def __str__(self) -> str:
         extra = {"waves_per_eu": "wpe", "matrix_instr_nonkdim": "mfma", "tma": "tma", "ws": "ws",
-                 "pingpong": "pp", "persistent": "pers"}
+                 "pingpong": "pp", "persistent": "pers", "snake": "snake"}
         tags = "".join(f" {tag}{'' if value is True else value}"
                        for name, tag in extra.items() if (value := getattr(self, name)))
         tags += f" h{self.halves}" if self.halves > 1 else ""
@@ -162,8 +168,9 @@ def _keep_all(config, head_bucket: int, elt_bytes: int) -> bool:
 @dataclass(frozen=True)
 class Tuning:
     """One problem kind on one target family: a deterministic default per key, and the space that
-    TQFA_AUTOTUNE=1 searches (at most a dozen configurations). `keep(config, head_bucket,
-    elt_bytes)` is the family's pruning rule; the shared-memory fit applies on top of it."""
+    TQFA_AUTOTUNE=1 searches (at most a dozen configurations for any key, after the pruning).
+    `keep(config, head_bucket, elt_bytes)` is the family's pruning rule; the shared-memory fit
+    applies on top of it."""
 
     defaults: Mapping[Key, object]
     space: tuple = ()

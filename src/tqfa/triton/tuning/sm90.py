@@ -50,6 +50,14 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   alternating rounds causal q512 and q1024 ran at 245 and 378, 4k at 525 and 16k at 549 (run 3).
   "dense-causal": d64 causal calls keep kernel.py's two row blocks: the 256-key tile ran at 315-
   318 against 379-380 for 128x64 w4 s3 TMA h2 at 4k, 154-160 against 230-232 at q1024 (runs 2, 3).
+  "dense-causal-short" (d128): the persistent ws kernel without turns and without the snake
+  (h200-2026-12-01f.md, GPU time, two runs of each tree in one call): the snake lost 8-10% on
+  the short causal rows (q512 265-266 against 293-296 without it, q1024 391-394 against 412-414)
+  and gained 2-8% at 4k causal (513-515 against 491-504) and 16k (564-566 against 523-540);
+  without the turns, q512 293-296 against 277-280 with them, q1024 412-414 against 396-401
+  (h200-2026-12-01e.md, runs 1-3, found both the same way). The public call then ran q512
+  causal at 294 (cuDNN 316) and q1024 causal at 418 (395), against 259 and 386 in
+  h200-2026-12-01e.md's run 4 (f.md, run 3).
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
@@ -108,7 +116,9 @@ PREFILL = Tuning(
         (64, 2, "dense-causal"): K(128, 64, 4, 3, tma=True, halves=2),
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 64, 4, 2, tma=True, halves=2),
-        (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True),
+        (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True,
+                             snake=True),
+        (128, 2, "dense-causal-short"): K(128, 128, 4, 2, tma=True, ws=True, persistent=True),
         (128, 2, "keymask"): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "masked"): K(128, 64, 8, 3, tma=True),
         (128, 2, "short"): K(64, 64, 4, 3, tma=True),
@@ -121,7 +131,8 @@ PREFILL = Tuning(
         K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
         K(128, 64, 4, 3, tma=True, halves=2), K(128, 64, 8, 3, tma=True), K(128, 64, 8, 3),
         K(128, 64, 4, 2, tma=True, halves=2),
-        K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True),
+        K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True, snake=True),
+        K(128, 128, 4, 2, tma=True, ws=True, persistent=True),
         K(64, 64, 4, 3, tma=True), K(64, 64, 8, 2), K(64, 32, 8, 3), *FP32.values(),
     ),
     keep=keep,
