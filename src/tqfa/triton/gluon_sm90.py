@@ -53,9 +53,9 @@ def _work(w, num_m, num_work, q_heads, kv_len, causal_offset, BLOCK_N: gl.conste
     within a group) lost on the H200 (h200-2026-12-01d.md).
     "snake": each round of G items runs in the other direction from the round before. Taken in
     one direction, program 0 gets the longest item of every round (at 16k, B1 Hq32: about 4
-    tiles more per round than program G - 1, 3% of the call). The snake gained 3-8% at 4k and
-    16k and lost 8-10% at Sq 512 and 1024, where both orders give each program the same tiles
-    within one (h200-2026-12-01f.md); the tables choose per row."""
+    tiles more per round than program G - 1, 3% of the call). The snake gained 2-8% at 4k and
+    16k and lost 7-10% at Sq 512 and 4-6% at 1024, where both orders give each program the same
+    tiles within one (h200-2026-12-01f.md); the tables choose per row."""
     if ORDER == "heads":
         bh = w // num_m
         block = w % num_m

@@ -51,9 +51,10 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   "dense-causal": d64 causal calls keep kernel.py's two row blocks: the 256-key tile ran at 315-
   318 against 379-380 for 128x64 w4 s3 TMA h2 at 4k, 154-160 against 230-232 at q1024 (runs 2, 3).
   "dense-causal-short" (d128): the persistent ws kernel without turns and without the snake
-  (h200-2026-12-01f.md, GPU time, two runs of each tree in one call): the snake lost 8-10% on
-  the short causal rows (q512 265-266 against 293-296 without it, q1024 391-394 against 412-414)
-  and gained 2-8% at 4k causal (513-515 against 491-504) and 16k (564-566 against 523-540);
+  (h200-2026-12-01f.md, GPU time, two runs of each tree in one call): the snake lost 7-10% and
+  4-6% on the short causal rows (q512 266 against 293-296 without it, q1024 391-394 against
+  412-414) and gained 2-8% at 4k causal (513-515 against 491-504) and 16k (564-566 against
+  523-540);
   without the turns, q512 293-296 against 277-280 with them, q1024 412-414 against 396-401
   (h200-2026-12-01e.md, runs 1-3, found both the same way). The public call then ran q512
   causal at 294 (cuDNN 316) and q1024 causal at 418 (395), against 259 and 386 in
