@@ -56,10 +56,12 @@ H2 = dict(halves=2)
 WS_ = dict(**TMA, ws=True)
 WS = {128: [K(128, 128, 4, 2, **WS_, pingpong=True),
             K(128, 128, 4, 2, **WS_, pingpong=True, persistent=True, snake=True),
-            K(128, 128, 4, 2, **WS_, pingpong=True, persistent=True),
-            K(128, 128, 4, 2, **WS_, persistent=True)],
-      64: [K(128, 256, 4, 2, **WS_, pingpong=True, persistent=True),
-           K(128, 256, 4, 2, **WS_, persistent=True), K(128, 128, 4, 2, **WS_, persistent=True)]}
+            K(128, 128, 4, 2, **WS_, persistent=True),
+            K(128, 64, 4, 4, **WS_, pingpong=True, persistent=True, snake=True)],
+      64: [K(128, 256, 4, 2, **WS_, persistent=True), K(128, 128, 4, 2, **WS_, persistent=True),
+           K(128, 128, 4, 3, **WS_, persistent=True),
+           K(128, 128, 4, 2, **WS_, persistent=True, snake=True),
+           K(128, 128, 4, 2, **WS_, pingpong=True, persistent=True)]}
 # Candidate configurations per (head dim, masked): kernel.py's sm90 defaults before the ws rows
 # (long and short rows), the ws kernel's, and the masked and split rows' runners-up of the sweeps
 # in benchmarks/results/h200-2026-11-30*.md. The candidates that lost since (h200-2026-11-30-

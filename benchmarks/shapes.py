@@ -26,6 +26,7 @@ GPU_PREFILL = [
     Shape(4, 32, 8, 1024, 1024, 128),
     Shape(8, 16, 16, 1024, 1024, 64, causal=True),
     Shape(8, 16, 16, 1024, 1024, 64),
+    Shape(16, 16, 16, 512, 512, 64, causal=True),
 ]
 
 # Decode and short queries on an H100 (bf16): K/V bytes read / time.

@@ -41,6 +41,8 @@ CASES = [
     ("d64 ws pers 256 keys, not causal (the default)", 64, False,
      K(128, 256, 4, 2, tma=True, ws=True, persistent=True), 2),
     ("d64 ws pers 256 keys, causal", 64, True, K(128, 256, 4, 2, tma=True, ws=True, persistent=True), 2),
+    ("d64 ws pers 128 keys, causal (the short causal default)", 64, True,
+     K(128, 128, 4, 2, tma=True, ws=True, persistent=True), 2),
 ]
 _BRANCH = re.compile(r"\bBRA (?:`\(\.L_x_\d+\) )?0x([0-9a-f]+)")
 _NO_DESTINATION = ("HGMMA", "BRA", "SYNCS", "UTMA", "BAR", "WARPGROUP", "ST", "EXIT", "RET", "CALL",

@@ -220,7 +220,11 @@ def test_tags_pick_rows_in_order_of_precedence():
     assert select_config(meta_problem(128, causal=False, **short), H100) == WS_D128  # dense before short
     assert select_config(meta_problem(96, **short), H100) == K(64, 64, 4, 3, tma=True)  # short before split
     assert select_config(meta_problem(128, mask=True, **short), H100) == K(128, 64, 8, 3, tma=True)
-    assert select_config(meta_problem(64, **short), H100) == K(128, 64, 4, 3, tma=True, halves=2)
+    # d64 causal: kernel.py at 4k ("dense-causal"), the ws kernel without turns when short.
+    assert select_config(meta_problem(64, **short), H100) == K(128, 128, 4, 2, tma=True, ws=True,
+                                                               persistent=True)
+    assert select_config(meta_problem(64, q_len=1024, kv_len=1025), H100) == K(128, 64, 4, 3, tma=True,
+                                                                               halves=2)
 
 
 def test_amd_configs_carry_amd_options():
@@ -386,16 +390,19 @@ def test_quick_compile_set_covers_every_family_once():
     assert all(job.default and job.arch == list(FAMILIES[job.family].archs)[0] for job in jobs)
     assert {(j.dtype, j.head_dim, j.variant) for j in jobs if j.family == "sm90"} == {
         *(("bf16", d, v) for d in (64, 128, 256) for v in ("plain", "masked")),
-        *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 128, "short"), ("bf16", 128, "keymask"),
-        ("bf16", 64, "dense"), ("bf16", 128, "dense"), *(("fp32", d, "plain") for d in (64, 128, 256))}
+        *(("bf16", d, "split") for d in (48, 96, 192)), ("bf16", 64, "short"), ("bf16", 128, "short"),
+        ("bf16", 128, "keymask"), ("bf16", 64, "dense"), ("bf16", 128, "dense"),
+        *(("fp32", d, "plain") for d in (64, 128, 256))}
     masked = {j.config for j in jobs
               if j.family == "sm90" and j.kind == "prefill" and j.head_dim == 128 and j.variant == "masked"}
     assert masked == {K(128, 64, 8, 3, tma=True)}
     # The Gluon kernel's rows: "dense" (not causal) at d64 and d128, the plain meta problem
-    # (bf16, causal, contiguous) at d128 ("dense-causal" keeps kernel.py at d64).
+    # (bf16, causal, contiguous) at d128 ("dense-causal" keeps kernel.py at d64), and the short
+    # causal one at both ("dense-causal-short").
     sm90 = {(j.head_dim, j.variant): j.config for j in jobs
             if j.family == "sm90" and j.kind == "prefill" and j.dtype == "bf16"}
     assert sm90[64, "dense"].ws and sm90[128, "dense"].ws and sm90[128, "plain"].ws
+    assert sm90[64, "short"].ws and sm90[128, "short"].ws and not sm90[64, "plain"].ws
     assert not sm90[64, "plain"].ws and not sm90[256, "plain"].ws
 
 

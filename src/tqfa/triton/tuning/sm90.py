@@ -58,7 +58,11 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   without the turns, q512 293-296 against 277-280 with them, q1024 412-414 against 396-401
   (h200-2026-12-01e.md, runs 1-3, found both the same way). The public call then ran q512
   causal at 294 (cuDNN 316) and q1024 causal at 418 (395), against 259 and 386 in
-  h200-2026-12-01e.md's run 4 (f.md, run 3).
+  h200-2026-12-01e.md's run 4 (f.md, run 3). At d64 the same configuration (128-key tiles)
+  against kernel.py's 128x64 w4 s3 TMA h2 (f.md, run 4, two runs of each table): B8 q1024 causal
+  265 against 246-247 (cuDNN 292-293), B16 q512 causal 187-188 against 177 (219-220). At 4k
+  causal it loses (350-351 against 368), and three stages read 273 and 194 on the short rows,
+  341 at 4k (one run).
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
@@ -115,6 +119,7 @@ PREFILL = Tuning(
         (64, 2): K(128, 64, 4, 3, tma=True, halves=2),
         (64, 2, "dense"): K(128, 256, 4, 2, tma=True, ws=True, persistent=True),
         (64, 2, "dense-causal"): K(128, 64, 4, 3, tma=True, halves=2),
+        (64, 2, "dense-causal-short"): K(128, 128, 4, 2, tma=True, ws=True, persistent=True),
         (64, 2, "masked"): K(128, 64, 8, 3),
         (128, 2): K(128, 64, 4, 2, tma=True, halves=2),
         (128, 2, "dense"): K(128, 128, 4, 2, tma=True, ws=True, pingpong=True, persistent=True,
