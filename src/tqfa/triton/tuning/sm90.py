@@ -41,7 +41,8 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   Since h200-2026-12-01e.md: the ws launch goes through fast_launch (82 us of host time for a
   causal S1100 call against 133 before and 67 for kernel.py's, run 2); every persistent program
   keeps two Q buffers (one copy of the item loop per buffer); a persistent causal grid's rounds
-  alternate direction. "dense" comes before "short", and d128's row is persistent with the turns.
+  alternate direction (the snake; since h200-2026-12-01f.md a configuration option). "dense"
+  comes before "short", and d128's row is persistent with the turns.
   Per call (bf16, config entries): q512 467 against 368-373 for kernel.py's (cuDNN 511), q1024
   534 against 445-455 (581), causal q1024 356 against 314-342 (391), 4k 582 against 562 for the
   non-persistent kernel (617), causal 4k 535 against 497 (518); causal q512 229 against 251 for
@@ -50,19 +51,18 @@ h200-2026-11-30.md, every row of the prefill table side by side in one run):
   alternating rounds causal q512 and q1024 ran at 245 and 378, 4k at 525 and 16k at 549 (run 3).
   "dense-causal": d64 causal calls keep kernel.py's two row blocks: the 256-key tile ran at 315-
   318 against 379-380 for 128x64 w4 s3 TMA h2 at 4k, 154-160 against 230-232 at q1024 (runs 2, 3).
-  "dense-causal-short" (d128): the persistent ws kernel without turns and without the snake
-  (h200-2026-12-01f.md, GPU time, two runs of each tree in one call): the snake lost 7-10% and
-  4-6% on the short causal rows (q512 266 against 293-296 without it, q1024 391-394 against
-  412-414) and gained 2-8% at 4k causal (513-515 against 491-504) and 16k (564-566 against
-  523-540);
-  without the turns, q512 293-296 against 277-280 with them, q1024 412-414 against 396-401
-  (h200-2026-12-01e.md, runs 1-3, found both the same way). The public call then ran q512
-  causal at 294 (cuDNN 316) and q1024 causal at 418 (395), against 259 and 386 in
-  h200-2026-12-01e.md's run 4 (f.md, run 3). At d64 the same configuration (128-key tiles)
-  against kernel.py's 128x64 w4 s3 TMA h2 (f.md, run 4, two runs of each table): B8 q1024 causal
-  265 against 246-247 (cuDNN 292-293), B16 q512 causal 187-188 against 177 (219-220). At 4k
-  causal it loses (350-351 against 368), and three stages read 273 and 194 on the short rows,
-  341 at 4k (one run).
+  "dense-causal-short" (d128 and d64): the persistent ws kernel without turns and without the
+  snake (h200-2026-12-01f.md, GPU time, two runs of each tree in one call). At d128 the snake
+  lost 7-10% and 4-6% on the short causal rows (q512 266 against 293-296 without it, q1024
+  391-394 against 412-414) and gained 2-8% at 4k causal (513-515 against 491-504) and 16k
+  (564-566 against 523-540); without the turns, q512 293-296 against 277-280 with them, q1024
+  412-414 against 396-401 (h200-2026-12-01e.md, runs 1-3, found both the same way). The public
+  call then ran q512 causal at 294 (cuDNN 316) and q1024 causal at 418 (395), against 259 and
+  386 in h200-2026-12-01e.md's run 4 (f.md, run 3). At d64 (128-key tiles) against kernel.py's
+  128x64 w4 s3 TMA h2 (f.md, run 4, two runs of each table): B8 q1024 causal 265 against
+  246-247 (cuDNN 292-293), B16 q512 causal 187-188 against 177 (219-220). At 4k causal it
+  loses (350-351 against 368), and three stages read 273 and 194 on the short rows, 341 at 4k
+  (one run).
 - d64: two row blocks of 64 in one warpgroup with TMA (128x64 w4 s3 h2, 66 KB; 174 registers
   under Triton 3.6: two programs per SM, and three under a 168-register cap gained nothing,
   halves.md run 4) 435, 433, 426, 434 against 412, 418, 412, 418 for 128x64 w8 s3 in four runs;
