@@ -205,6 +205,22 @@ def test_sm90_keeps_the_measured_defaults():
     assert select_config(meta_problem(64, mask="keys"), H100) == K(128, 64, 8, 3)  # no "keymask" row
 
 
+@pytest.mark.parametrize("device", [d for d, _, family in DEVICES if family != "sm90"],
+                         ids=[arch for _, arch, family in DEVICES if family != "sm90"])
+def test_only_a_table_with_dense_rows_pays_for_their_layout_check(device, monkeypatch):
+    # serves_dense checks three tensors' layouts on every prefill call; the families without a
+    # "dense" row must not run it. sm90 still does, and picks its rows by it.
+    from tqfa.triton import tuning
+
+    assert FAMILIES["sm90"].kinds["prefill"].has_dense_rows
+    assert not FAMILIES[tuning.family_of(device).name].kinds["prefill"].has_dense_rows
+    monkeypatch.setattr(tuning, "serves_dense", None)  # a call raises TypeError
+    problem = meta_problem(128)
+    select_config(problem, device)
+    with pytest.raises(TypeError):
+        select_config(problem, H100)
+
+
 def test_tags_pick_rows_in_order_of_precedence():
     short = dict(q_len=1024, kv_len=1000)
     assert problem_tags(meta_problem(96, mask=True, **short)) == ("masked", "short", "split")

@@ -93,18 +93,19 @@ def serves_dense(problem: Problem, layouts: bool = True) -> bool:
                 tma_strides(t) is not None for t in (problem.q, problem.k, problem.v))))
 
 
-def problem_tags(problem: Problem, kind: str = "prefill") -> tuple[str, ...]:
+def problem_tags(problem: Problem, kind: str = "prefill", dense: bool = True) -> tuple[str, ...]:
     """The tags of config.TAGS ("keymask", "masked", "dense-causal-short", "dense-causal",
     "dense", "short", "split") that `problem` carries, in their order of precedence. The "dense"
-    ones only for a prefill call: its check (three tensors' layouts) is the costliest here, and
-    decode steps are served by another kernel."""
+    ones only for a prefill call and with `dense` (a table with rows for them): their check (three
+    tensors' layouts, 5-6 us on a CPU) is the costliest here, and decode steps are served by
+    another kernel."""
     mask = problem.mask
     masked = mask is not None
     # The kernel reads one mask vector per tile when the query-row stride is 0 (MASK_ROWS).
     keymask = masked and (mask.stride(2) == 0 or mask.shape[2] == 1)
     short = max(problem.q_len, problem.kv_len) <= SHORT_LENGTH
     split = head_parts(problem.head_dim)[1] > 0
-    dense = kind == "prefill" and not masked and serves_dense(problem)  # no split head dims
+    dense = dense and kind == "prefill" and not masked and serves_dense(problem)  # no split dims
     dense_causal = dense and problem.causal is not None
     return _TAG_SETS[64 * keymask + 32 * masked + 16 * (dense_causal and short) + 8 * dense_causal
                      + 4 * dense + 2 * short + split]
@@ -245,8 +246,9 @@ def default_config(problem: Problem, target: Target, kind: str = "prefill", fami
     if family is not None:
         return _family_default(problem, target, kind, family)
     mask = problem.mask
+    tuning = family_of(target).kinds.get(kind)  # a missing kind raises in _family_default
     key = (target, kind, problem.head_dim, problem.q.dtype, None if mask is None else mask.dtype,
-           problem_tags(problem, kind))
+           problem_tags(problem, kind, tuning is not None and tuning.has_dense_rows))
     config = _defaults.get(key)
     if config is None:
         config = _defaults[key] = _family_default(problem, target, kind, family_of(target))
@@ -255,7 +257,8 @@ def default_config(problem: Problem, target: Target, kind: str = "prefill", fami
 
 def _family_default(problem: Problem, target: Target, kind: str, family: Family) -> KernelConfig:
     key = problem_key(problem)
-    config = _tuning(family, kind).default(key, problem_tags(problem, kind))
+    tuning = _tuning(family, kind)
+    config = tuning.default(key, problem_tags(problem, kind, tuning.has_dense_rows))
     limit = _fit_limit(family, target)
     if limit is None:
         return config

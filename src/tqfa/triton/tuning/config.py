@@ -6,6 +6,7 @@ logic lives in __init__.py.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -22,6 +23,7 @@ from typing import ClassVar
 # 96 = 64 + 32).
 Key = tuple
 TAGS = ("keymask", "masked", "dense-causal-short", "dense-causal", "dense", "short", "split")
+DENSE_TAGS = ("dense-causal-short", "dense-causal", "dense")
 SHORT_LENGTH = 1024
 
 
@@ -175,6 +177,11 @@ class Tuning:
     defaults: Mapping[Key, object]
     space: tuple = ()
     keep: Callable[[object, int, int], bool] = _keep_all
+
+    @functools.cached_property
+    def has_dense_rows(self) -> bool:
+        """Whether a row is for one of DENSE_TAGS: only then does problem_tags check them."""
+        return any(key[2:] and key[2] in DENSE_TAGS for key in self.defaults)
 
     def default(self, key: Key, tags: tuple[str, ...] = ()):
         """The row of the first of `tags` (in TAGS order) that has one, else the key's."""
